@@ -1,0 +1,129 @@
+package smoketest
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
+
+	"github.com/imcol/imcol/internal/testcollector"
+)
+
+func runImcol(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	out, err := exec.Command(testcollector.Binary(t), args...).CombinedOutput()
+	return string(out), err
+}
+
+func TestVersionNamesCollectorLine(t *testing.T) {
+	out, err := runImcol(t, "--version")
+	require.NoError(t, err, out)
+	manifest := readManifest(t)
+	assert.Equal(t, "imcol version "+manifest.Dist.Version+"\n", out)
+	assert.Contains(t, out, "otelcol v0.157.0")
+}
+
+func TestValidateAcceptsShippedConfigs(t *testing.T) {
+	out, err := runImcol(t, "validate", "--config", filepath.Join(testcollector.RepoRoot(t), "configs", "default.yaml"))
+	require.NoError(t, err, out)
+}
+
+func TestValidateNamesTheProblem(t *testing.T) {
+	cases := map[string]struct {
+		config string
+		want   []string
+	}{
+		"unknown component": {
+			config: `
+receivers:
+  otlp:
+    protocols: {grpc: {endpoint: "127.0.0.1:0"}}
+exporters:
+  no_such_exporter:
+service:
+  pipelines:
+    traces: {receivers: [otlp], exporters: [no_such_exporter]}
+`,
+			want: []string{"no_such_exporter", "unknown type"},
+		},
+		"bad key": {
+			config: `
+receivers:
+  otlp:
+    protocols: {grpc: {endpoint: "127.0.0.1:0"}}
+processors:
+  batch:
+    send_batch_sizee: 10
+exporters:
+  debug:
+service:
+  pipelines:
+    traces: {receivers: [otlp], processors: [batch], exporters: [debug]}
+`,
+			want: []string{`error reading configuration for "batch"`, "invalid keys: send_batch_sizee"},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "config.yaml")
+			require.NoError(t, os.WriteFile(path, []byte(tc.config), 0o600))
+			out, err := runImcol(t, "validate", "--config", path)
+			require.Error(t, err, "validate must refuse this config:\n%s", out)
+			for _, w := range tc.want {
+				assert.Contains(t, out, w)
+			}
+		})
+	}
+}
+
+type manifest struct {
+	Dist struct {
+		Version string `yaml:"version"`
+	} `yaml:"dist"`
+	Receivers  []module `yaml:"receivers"`
+	Processors []module `yaml:"processors"`
+	Exporters  []module `yaml:"exporters"`
+	Connectors []module `yaml:"connectors"`
+	Extensions []module `yaml:"extensions"`
+	Providers  []module `yaml:"providers"`
+}
+
+type module struct {
+	GoMod  string `yaml:"gomod"`
+	Import string `yaml:"import"`
+}
+
+func readManifest(t *testing.T) manifest {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(testcollector.RepoRoot(t), "builder-config.yaml"))
+	require.NoError(t, err)
+	var m manifest
+	require.NoError(t, yaml.Unmarshal(raw, &m))
+	return m
+}
+
+// TestComponentsListsManifest checks that `imcol components` reports every module of the
+// manifest, so the binary cannot silently lag behind builder-config.yaml.
+func TestComponentsListsManifest(t *testing.T) {
+	out, err := runImcol(t, "components")
+	require.NoError(t, err, out)
+	m := readManifest(t)
+	all := [][]module{m.Receivers, m.Processors, m.Exporters, m.Connectors, m.Extensions, m.Providers}
+	count := 0
+	for _, kind := range all {
+		for _, mod := range kind {
+			count++
+			want := mod.Import
+			if want == "" {
+				want = mod.GoMod
+			}
+			assert.Contains(t, out, strings.TrimSpace(want), "imcol components does not list %s", want)
+		}
+	}
+	assert.GreaterOrEqual(t, count, 35)
+}
