@@ -44,7 +44,7 @@ check-fmt:
 	if [ -n "$$bad" ]; then echo "gofmt needed on:"; echo "$$bad"; exit 1; fi
 
 generate: $(OCB) ## Regenerate cmd/imcol from builder-config.yaml and internal/metadata from metadata.yaml
-	$(OCB) --config builder-config.yaml --skip-get-modules --skip-compilation >/dev/null
+	$(OCB) --config builder-config.yaml --skip-get-modules --skip-compilation >/dev/null 2>&1 || $(OCB) --config builder-config.yaml --skip-get-modules --skip-compilation
 	gofmt -w cmd/imcol
 	@for f in $(METADATA); do (cd $$(dirname $$f) && go tool mdatagen metadata.yaml); done
 
