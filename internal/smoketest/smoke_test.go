@@ -93,7 +93,7 @@ func TestDefaultConfigServesAllSignals(t *testing.T) {
 	telemetry := "http://127.0.0.1:" + env.vars["IMCOL_TELEMETRY_PORT"] + "/metrics"
 	waitFor(ctx, t, proc, "the collector's own metrics", func() (bool, error) {
 		body, err := get(telemetry)
-		return strings.Contains(body, "otelcol_receiver_accepted_spans"), err
+		return strings.Contains(body, "otelcol_receiver_accepted_spans_total{"), err
 	})
 
 	require.NoError(t, proc.Stop(30*time.Second), proc.Output())
