@@ -3,6 +3,7 @@
 package main
 
 import (
+	alerteventsconnector "github.com/imcol/imcol/connectors/alerteventsconnector"
 	countconnector "github.com/open-telemetry/opentelemetry-collector-contrib/connector/countconnector"
 	routingconnector "github.com/open-telemetry/opentelemetry-collector-contrib/connector/routingconnector"
 	spanmetricsconnector "github.com/open-telemetry/opentelemetry-collector-contrib/connector/spanmetricsconnector"
@@ -152,6 +153,7 @@ func components() (otelcol.Factories, error) {
 		routingconnector.NewFactory(),
 		countconnector.NewFactory(),
 		forwardconnector.NewFactory(),
+		alerteventsconnector.NewFactory(),
 	)
 	if err != nil {
 		return otelcol.Factories{}, err
@@ -161,6 +163,7 @@ func components() (otelcol.Factories, error) {
 		routingconnector.NewFactory().Type():     "github.com/open-telemetry/opentelemetry-collector-contrib/connector/routingconnector v0.157.0",
 		countconnector.NewFactory().Type():       "github.com/open-telemetry/opentelemetry-collector-contrib/connector/countconnector v0.157.0",
 		forwardconnector.NewFactory().Type():     "go.opentelemetry.io/collector/connector/forwardconnector v0.157.0",
+		alerteventsconnector.NewFactory().Type(): "github.com/imcol/imcol v0.0.0",
 	})
 
 	return factories, nil

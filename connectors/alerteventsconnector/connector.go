@@ -1,0 +1,469 @@
+package alerteventsconnector // import "github.com/imcol/imcol/connectors/alerteventsconnector"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/rules"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/connector"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
+
+	"github.com/imcol/imcol/connectors/alerteventsconnector/internal/metadata"
+	"github.com/imcol/imcol/connectors/alerteventsconnector/internal/otlpconv"
+	"github.com/imcol/imcol/connectors/alerteventsconnector/internal/store"
+)
+
+// evalGroup is one rule group and its schedule.
+type evalGroup struct {
+	group    *rules.Group
+	interval time.Duration
+	lastEval time.Time
+	attrs    metric.MeasurementOption
+}
+
+// alertKey identifies one alert instance across evaluations: the rule and
+// the hash of the alert's labels, the key Prometheus's AlertingRule uses.
+type alertKey struct {
+	group, rule int
+	fp          uint64
+}
+
+type alertEventsConnector struct {
+	cfg       *Config
+	logger    *zap.Logger
+	next      consumer.Logs
+	telemetry *metadata.TelemetryBuilder
+	clock     clock
+
+	store     *store.Store
+	retention time.Duration
+
+	convMu sync.Mutex // guards conv: ConsumeMetrics may run concurrently
+	conv   *otlpconv.Converter
+
+	groups         []*evalGroup
+	externalLabels labels.Labels
+	externalURL    string
+	notifier       *notifierHandle // nil without alertmanagers
+
+	// Owned by the evaluation goroutine (or the test driving evaluate).
+	tracked map[alertKey]trackedAlert
+
+	pending, firing atomic.Int64
+
+	startOnce, stopOnce sync.Once
+	stopCh              chan struct{}
+	loopDone            chan struct{}
+}
+
+// trackedAlert is the last state seen for an alert instance, with a copy of
+// the alert so an event can still be built once the rules package forgets it.
+// The map is bounded by the rules' own active-alert maps, which in turn are
+// bounded by the series the store holds.
+type trackedAlert struct {
+	state string
+	alert rules.Alert
+	group *rules.Group
+	rule  *rules.AlertingRule
+}
+
+const (
+	statePending  = "pending"
+	stateFiring   = "firing"
+	stateResolved = "resolved"
+	stateInactive = "inactive"
+)
+
+var (
+	stateAttrs = map[string]metric.MeasurementOption{
+		statePending:  metric.WithAttributeSet(attribute.NewSet(attribute.String("state", statePending))),
+		stateFiring:   metric.WithAttributeSet(attribute.NewSet(attribute.String("state", stateFiring))),
+		stateResolved: metric.WithAttributeSet(attribute.NewSet(attribute.String("state", stateResolved))),
+		stateInactive: metric.WithAttributeSet(attribute.NewSet(attribute.String("state", stateInactive))),
+	}
+	dropReasonAttrs = [...]metric.MeasurementOption{
+		store.DropSeriesLimit: metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", "series_limit"))),
+		store.DropSampleLimit: metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", "sample_limit"))),
+		store.DropOutOfOrder:  metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", "out_of_order"))),
+		store.DropTooOld:      metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", "too_old"))),
+	}
+	unsupportedAttrs = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", "unsupported")))
+	invalidAttrs     = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", "invalid")))
+)
+
+func newConnector(set connector.Settings, cfg *Config, next consumer.Logs, clk clock) (*alertEventsConnector, error) {
+	slogger := slog.New(zapslog.NewHandler(set.Logger.Core(), zapslog.WithName("prometheus")))
+	loaded, err := loadRuleGroups(cfg, slogger)
+	if err != nil {
+		return nil, err
+	}
+	tb, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
+	if err != nil {
+		return nil, err
+	}
+	c := &alertEventsConnector{
+		cfg:       cfg,
+		logger:    set.Logger,
+		next:      next,
+		telemetry: tb,
+		clock:     clk,
+		store:     store.New(cfg.Store.MaxSeries, cfg.Store.MaxSamplesPerSeries),
+		conv: otlpconv.New(otlpconv.Settings{
+			Namespace:                     cfg.Translation.Namespace,
+			AddMetricSuffixes:             cfg.Translation.AddMetricSuffixes,
+			WithoutScopeInfo:              cfg.Translation.WithoutScopeInfo,
+			ResourceToTelemetryConversion: cfg.Translation.ResourceToTelemetryConversion,
+			MaxDeltaSeries:                cfg.Store.MaxSeries,
+		}),
+		externalURL: cfg.ExternalURL,
+		tracked:     make(map[alertKey]trackedAlert),
+		stopCh:      make(chan struct{}),
+		loopDone:    make(chan struct{}),
+	}
+	c.retention = cfg.Store.Retention
+	if c.retention == 0 {
+		c.retention = derivedRetention(loaded, cfg.LookbackDelta, cfg.EvaluationInterval)
+	}
+	c.externalLabels = labels.FromMap(cfg.ExternalLabels)
+
+	if len(cfg.Alertmanagers) > 0 {
+		c.notifier, err = newNotifier(cfg, c.externalLabels, slogger)
+		if err != nil {
+			tb.Shutdown()
+			return nil, err
+		}
+	}
+
+	engine := promql.NewEngine(promql.EngineOpts{
+		Logger:        slogger,
+		MaxSamples:    cfg.MaxQuerySamples,
+		Timeout:       cfg.QueryTimeout,
+		LookbackDelta: cfg.LookbackDelta,
+		// Subqueries without a step use the evaluation interval, as Prometheus
+		// uses its global evaluation_interval.
+		NoStepSubqueryIntervalFn: func(int64) int64 { return cfg.EvaluationInterval.Milliseconds() },
+		EnableAtModifier:         true,
+		EnableNegativeOffset:     true,
+		Parser:                   promqlParser,
+	})
+	var extURL *url.URL
+	if cfg.ExternalURL != "" {
+		extURL, _ = url.Parse(cfg.ExternalURL) // validated in Validate
+	}
+	notify := func(context.Context, string, ...*rules.Alert) {}
+	if c.notifier != nil {
+		notify = rules.SendAlerts(c.notifier.manager, cfg.ExternalURL)
+	}
+	opts := &rules.ManagerOptions{
+		NameValidationScheme: model.UTF8Validation,
+		ExternalURL:          extURL,
+		QueryFunc:            rules.EngineQueryFunc(engine, c.store),
+		NotifyFunc:           notify,
+		Appendable:           c.store,
+		Queryable:            c.store,
+		Logger:               slogger,
+		ResendDelay:          cfg.ResendDelay,
+		Metrics:              rules.NewGroupMetrics(nil),
+		Parser:               promqlParser,
+	}
+	for _, lg := range loaded {
+		g, err := buildGroup(lg, cfg, c.externalLabels, opts, slogger)
+		if err != nil {
+			tb.Shutdown()
+			return nil, err
+		}
+		c.groups = append(c.groups, g)
+	}
+	if err := c.registerCallbacks(); err != nil {
+		tb.Shutdown()
+		return nil, err
+	}
+	return c, nil
+}
+
+func buildGroup(lg loadedGroup, cfg *Config, extLabels labels.Labels, opts *rules.ManagerOptions, logger *slog.Logger) (*evalGroup, error) {
+	interval := cfg.EvaluationInterval
+	if lg.group.Interval != 0 {
+		interval = time.Duration(lg.group.Interval)
+	}
+	rs := make([]rules.Rule, 0, len(lg.group.Rules))
+	for i, r := range lg.group.Rules {
+		expr, err := promqlParser.ParseExpr(r.Expr)
+		if err != nil {
+			// rulefmt already parsed it; kept for safety against parser drift.
+			return nil, fmt.Errorf("%s: group %q, rule %d: %w", lg.file, lg.group.Name, i+1, err)
+		}
+		lbls := rules.FromMaps(lg.group.Labels, r.Labels)
+		if r.Alert != "" {
+			// restored=true: there is no persisted `for` state to restore, and
+			// only restored rules write the ALERTS series.
+			rs = append(rs, rules.NewAlertingRule(r.Alert, expr, time.Duration(r.For), time.Duration(r.KeepFiringFor),
+				lbls, labels.FromMap(r.Annotations), extLabels, cfg.ExternalURL, true, logger.With("alert", r.Alert)))
+			continue
+		}
+		rs = append(rs, rules.NewRecordingRule(r.Record, expr, lbls))
+	}
+	g := rules.NewGroup(rules.GroupOptions{
+		Name:        lg.group.Name,
+		File:        lg.file,
+		Interval:    interval,
+		Limit:       lg.group.Limit,
+		Rules:       rs,
+		Opts:        opts,
+		QueryOffset: (*time.Duration)(lg.group.QueryOffset),
+	})
+	return &evalGroup{
+		group:    g,
+		interval: interval,
+		attrs:    metric.WithAttributeSet(attribute.NewSet(attribute.String("rule_group", rules.GroupKey(lg.file, lg.group.Name)))),
+	}, nil
+}
+
+func (c *alertEventsConnector) registerCallbacks() error {
+	return errors.Join(
+		c.telemetry.RegisterAlertEventsAlertsCallback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(c.pending.Load(), stateAttrs[statePending])
+			o.Observe(c.firing.Load(), stateAttrs[stateFiring])
+			return nil
+		}),
+		c.telemetry.RegisterAlertEventsStoreSeriesCallback(func(_ context.Context, o metric.Int64Observer) error {
+			n, _ := c.store.Stats()
+			o.Observe(int64(n))
+			return nil
+		}),
+		c.telemetry.RegisterAlertEventsStoreSamplesCallback(func(_ context.Context, o metric.Int64Observer) error {
+			_, n := c.store.Stats()
+			o.Observe(int64(n))
+			return nil
+		}),
+		c.telemetry.RegisterAlertEventsNotificationsSentCallback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(c.notifier.stats().sent)
+			return nil
+		}),
+		c.telemetry.RegisterAlertEventsNotificationsFailedCallback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(c.notifier.stats().failed)
+			return nil
+		}),
+		c.telemetry.RegisterAlertEventsNotificationsDroppedCallback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(c.notifier.stats().dropped)
+			return nil
+		}),
+	)
+}
+
+func (*alertEventsConnector) Capabilities() consumer.Capabilities {
+	return consumer.Capabilities{MutatesData: false}
+}
+
+// ConsumeMetrics only stores samples; evaluation happens on the ticker.
+func (c *alertEventsConnector) ConsumeMetrics(ctx context.Context, md pmetric.Metrics) error {
+	now := c.clock.Now().UnixMilli()
+	c.convMu.Lock()
+	res := c.conv.Convert(md, now, func(lset labels.Labels, st, t int64, v float64) {
+		c.store.AppendWithStart(lset, st, t, v)
+	})
+	c.convMu.Unlock()
+	if res.Unsupported > 0 {
+		c.telemetry.AlertEventsStoreDropped.Add(ctx, res.Unsupported, unsupportedAttrs)
+	}
+	if res.Invalid > 0 {
+		c.telemetry.AlertEventsStoreDropped.Add(ctx, res.Invalid, invalidAttrs)
+	}
+	if res.DeltaLimit > 0 {
+		c.telemetry.AlertEventsStoreDropped.Add(ctx, res.DeltaLimit, dropReasonAttrs[store.DropSeriesLimit])
+	}
+	c.recordStoreDrops(ctx)
+	return nil
+}
+
+func (c *alertEventsConnector) recordStoreDrops(ctx context.Context) {
+	drops := c.store.TakeDrops()
+	for reason, n := range drops {
+		if n > 0 {
+			c.telemetry.AlertEventsStoreDropped.Add(ctx, n, dropReasonAttrs[reason])
+		}
+	}
+}
+
+func (c *alertEventsConnector) Start(_ context.Context, _ component.Host) error {
+	c.startOnce.Do(func() {
+		if c.notifier != nil {
+			c.notifier.start()
+		}
+		go c.loop()
+	})
+	return nil
+}
+
+func (c *alertEventsConnector) loop() {
+	defer close(c.loopDone)
+	t := c.clock.NewTicker(c.cfg.EvaluationInterval)
+	defer t.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		// Shutdown cancels an evaluation in flight (a slow query).
+		select {
+		case <-c.stopCh:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for {
+		select {
+		case <-c.stopCh:
+			return
+		case ts := <-t.C():
+			c.evaluate(ctx, ts)
+		}
+	}
+}
+
+// Shutdown stops evaluating, then stops the notifier (draining its queues
+// when configured), within ctx's deadline. It works without Start and twice.
+func (c *alertEventsConnector) Shutdown(ctx context.Context) error {
+	var err error
+	c.stopOnce.Do(func() {
+		close(c.stopCh)
+		c.startOnce.Do(func() { close(c.loopDone) }) // never started: no loop to wait for
+		select {
+		case <-c.loopDone:
+		case <-ctx.Done():
+			err = fmt.Errorf("waiting for the evaluation loop: %w", ctx.Err())
+		}
+		if c.notifier != nil {
+			err = errors.Join(err, c.notifier.stop(ctx))
+		}
+		c.telemetry.Shutdown()
+	})
+	return err
+}
+
+// evaluate runs every due rule group at ts, turns alert state changes into
+// log records and hands them to the next consumer (without holding a lock).
+func (c *alertEventsConnector) evaluate(ctx context.Context, ts time.Time) {
+	start := time.Now()
+	mint := ts.Add(-c.retention).UnixMilli()
+	c.store.Truncate(mint)
+	c.convMu.Lock()
+	c.conv.Expire(mint)
+	c.convMu.Unlock()
+
+	// A group is due when its interval has elapsed, with half an evaluation
+	// interval of slack so ticker jitter never skips a slot.
+	slack := c.cfg.EvaluationInterval / 2
+	var events []alertEvent
+	seen := make(map[alertKey]struct{}, len(c.tracked))
+	var pending, firing int64
+	for gi, g := range c.groups {
+		if g.lastEval.IsZero() || ts.Sub(g.lastEval) >= g.interval-slack {
+			g.lastEval = ts
+			g.group.Eval(ctx, ts)
+			c.telemetry.AlertEventsEvaluations.Add(ctx, 1, g.attrs)
+			var failed int64
+			for _, r := range g.group.Rules() {
+				if r.Health() == rules.HealthBad {
+					failed++
+				}
+			}
+			if failed > 0 {
+				c.telemetry.AlertEventsEvaluationFailures.Add(ctx, failed, g.attrs)
+			}
+		}
+		for ri, ar := range g.group.Rules() {
+			rule, ok := ar.(*rules.AlertingRule)
+			if !ok {
+				continue
+			}
+			ev := c.diffRule(gi, ri, g.group, rule, ts, seen)
+			events = append(events, ev...)
+			for _, a := range rule.ActiveAlerts() {
+				switch a.State {
+				case rules.StatePending:
+					pending++
+				case rules.StateFiring:
+					firing++
+				}
+			}
+		}
+	}
+	// Alerts the rules package forgot (a pending alert that cleared without
+	// firing is deleted, not resolved).
+	for k, tr := range c.tracked {
+		if _, ok := seen[k]; ok {
+			continue
+		}
+		delete(c.tracked, k)
+		if tr.state == statePending && c.cfg.EmitPending {
+			events = append(events, newEvent(stateInactive, &tr.alert, tr.group, tr.rule, ts))
+		}
+	}
+	c.pending.Store(pending)
+	c.firing.Store(firing)
+	c.recordStoreDrops(ctx)
+	c.telemetry.AlertEventsEvaluationDuration.Record(ctx, time.Since(start).Seconds())
+
+	if len(events) == 0 {
+		return
+	}
+	logs := c.buildLogs(events, ts)
+	for _, e := range events {
+		c.telemetry.AlertEventsEvents.Add(ctx, 1, stateAttrs[e.state])
+	}
+	if err := c.next.ConsumeLogs(ctx, logs); err != nil {
+		c.telemetry.AlertEventsEventsFailed.Add(ctx, int64(len(events)))
+		c.logger.Warn("Next consumer refused alert events", zap.Int("events", len(events)), zap.Error(err))
+	}
+}
+
+// diffRule compares the rule's alert instances with the last emitted state.
+func (c *alertEventsConnector) diffRule(gi, ri int, g *rules.Group, rule *rules.AlertingRule, ts time.Time, seen map[alertKey]struct{}) []alertEvent {
+	var out []alertEvent
+	rule.ForEachActiveAlert(func(a *rules.Alert) {
+		k := alertKey{group: gi, rule: ri, fp: a.Labels.Hash()}
+		seen[k] = struct{}{}
+		tr, known := c.tracked[k]
+		prev := tr.state
+		var state string
+		switch a.State {
+		case rules.StatePending:
+			state = statePending
+		case rules.StateFiring:
+			state = stateFiring
+		case rules.StateInactive:
+			// Inactive alerts the rules package keeps are resolved ones, kept for
+			// its resolved retention; only a transition from firing is an event.
+			if !known || prev != stateFiring {
+				c.tracked[k] = trackedAlert{state: stateResolved, alert: *a, group: g, rule: rule}
+				return
+			}
+			state = stateResolved
+		default:
+			return
+		}
+		if known && prev == state {
+			return
+		}
+		c.tracked[k] = trackedAlert{state: state, alert: *a, group: g, rule: rule}
+		if state == statePending && !c.cfg.EmitPending {
+			return
+		}
+		out = append(out, newEvent(state, a, g, rule, ts))
+	})
+	return out
+}

@@ -1,0 +1,155 @@
+package alerteventsconnector // import "github.com/imcol/imcol/connectors/alerteventsconnector"
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql/parser"
+	"go.yaml.in/yaml/v3"
+)
+
+// inlineRulesSource names inline groups in errors and in the rule_group
+// attribute, where a rule file's path would be.
+const inlineRulesSource = "alert_events.groups"
+
+// promqlParser parses rules exactly as Prometheus does by default.
+var promqlParser = parser.NewParser(parser.Options{})
+
+// loadedGroup is one validated rule group and where it came from.
+type loadedGroup struct {
+	file  string
+	group rulefmt.RuleGroup
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// loadRuleGroups reads rule_files (expanding globs) and the inline groups,
+// validating them with Prometheus's rulefmt, so every error names the file,
+// the group and the rule.
+func loadRuleGroups(cfg *Config, logger *slog.Logger) ([]loadedGroup, error) {
+	var (
+		out  []loadedGroup
+		errs []error
+	)
+	seen := map[string]struct{}{}
+	for i, pattern := range cfg.RuleFiles {
+		files, err := filepath.Glob(pattern)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("rule_files[%d]: %q: %w", i, pattern, err))
+			continue
+		}
+		if len(files) == 0 {
+			errs = append(errs, fmt.Errorf("rule_files[%d]: %q matches no file", i, pattern))
+			continue
+		}
+		slices.Sort(files)
+		for _, f := range files {
+			if _, dup := seen[f]; dup {
+				continue
+			}
+			seen[f] = struct{}{}
+			rgs, ferrs := rulefmt.ParseFile(f, false, model.UTF8Validation, promqlParser, logger)
+			if len(ferrs) > 0 {
+				errs = append(errs, fmt.Errorf("rule_files[%d]: %w", i, errors.Join(ferrs...)))
+				continue
+			}
+			for _, g := range rgs.Groups {
+				out = append(out, loadedGroup{file: f, group: g})
+			}
+		}
+	}
+	if len(cfg.Groups) > 0 {
+		// Inline groups go through the same parser as files, so they accept
+		// exactly the rule-file schema and fail the same way.
+		content, err := yaml.Marshal(map[string]any{"groups": cfg.Groups})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("groups: %w", err))
+		} else {
+			rgs, gerrs := rulefmt.Parse(content, false, model.UTF8Validation, promqlParser, logger)
+			if len(gerrs) > 0 {
+				for _, e := range gerrs {
+					errs = append(errs, fmt.Errorf("groups: %w", e))
+				}
+			} else {
+				for _, g := range rgs.Groups {
+					out = append(out, loadedGroup{file: inlineRulesSource, group: g})
+				}
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	n := 0
+	for _, g := range out {
+		n += len(g.group.Rules)
+	}
+	if n == 0 {
+		return nil, errors.New("rule_files, groups: no rule defined; configure at least one alerting rule")
+	}
+	for _, g := range out {
+		if g.group.Interval != 0 && time.Duration(g.group.Interval) < cfg.EvaluationInterval {
+			errs = append(errs, fmt.Errorf("%s: group %q: interval %s is shorter than evaluation_interval %s",
+				g.file, g.group.Name, g.group.Interval, cfg.EvaluationInterval))
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// derivedRetention is the history the rules can read: the longest range or
+// subquery window plus its offset, plus the lookback delta that instant
+// selectors at the window's start need, plus one evaluation interval.
+func derivedRetention(groups []loadedGroup, lookback, interval time.Duration) time.Duration {
+	var longest time.Duration
+	for _, g := range groups {
+		for _, r := range g.group.Rules {
+			expr, err := promqlParser.ParseExpr(r.Expr)
+			if err != nil {
+				continue
+			}
+			longest = max(longest, exprWindow(expr))
+		}
+		if g.group.QueryOffset != nil {
+			longest += time.Duration(*g.group.QueryOffset)
+		}
+	}
+	return longest + lookback + interval
+}
+
+// exprWindow is how far back from the evaluation time an expression reads.
+func exprWindow(expr parser.Expr) time.Duration {
+	var longest time.Duration
+	var walk func(n parser.Node, outer time.Duration)
+	walk = func(n parser.Node, outer time.Duration) {
+		switch e := n.(type) {
+		case *parser.MatrixSelector:
+			vs, _ := e.VectorSelector.(*parser.VectorSelector)
+			off := time.Duration(0)
+			if vs != nil {
+				off = vs.OriginalOffset
+			}
+			longest = max(longest, outer+e.Range+off)
+			return
+		case *parser.VectorSelector:
+			longest = max(longest, outer+e.OriginalOffset)
+			return
+		case *parser.SubqueryExpr:
+			inner := outer + e.Range + e.OriginalOffset
+			longest = max(longest, inner)
+			walk(e.Expr, inner)
+			return
+		}
+		for _, c := range parser.Children(n) {
+			walk(c, outer)
+		}
+	}
+	walk(expr, 0)
+	return longest
+}
