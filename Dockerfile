@@ -12,6 +12,7 @@ RUN CGO_ENABLED=0 GOFLAGS="-trimpath -buildvcs=false" go build -ldflags='-s -w' 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/imcol /imcol
 COPY configs/default.yaml /etc/imcol/config.yaml
+COPY configs/rules /etc/imcol/rules
 COPY --from=build --chown=nonroot:nonroot /out/data /var/lib/imcol
 # Inside a container the endpoints must listen on every interface to be reachable.
 ENV IMCOL_OTLP_GRPC_ENDPOINT=0.0.0.0:4317 \
@@ -19,7 +20,8 @@ ENV IMCOL_OTLP_GRPC_ENDPOINT=0.0.0.0:4317 \
     IMCOL_PROMETHEUS_ENDPOINT=0.0.0.0:8889 \
     IMCOL_TELEMETRY_HOST=0.0.0.0 \
     IMCOL_HEALTH_ENDPOINT=0.0.0.0:13133 \
-    IMCOL_DATA_DIR=/var/lib/imcol
+    IMCOL_DATA_DIR=/var/lib/imcol \
+    IMCOL_RULES_DIR=/etc/imcol/rules
 USER nonroot:nonroot
 # OTLP gRPC, OTLP HTTP, Prometheus exporter, own metrics, health check
 EXPOSE 4317 4318 8889 8888 13133

@@ -114,11 +114,13 @@ func Start(t testing.TB, opts Options) *Process {
 	return p
 }
 
-// Launch starts bin with args and extra environment without waiting for anything. The caller
+// Launch starts bin with args and extra environment, in the repository root, without waiting for anything. The caller
 // stops it; a Process still running when the test ends is killed.
 func Launch(t testing.TB, bin string, args []string, env map[string]string) *Process {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
+	// Relative paths in shipped configs (rule files, data dirs) resolve as under `make run`.
+	cmd.Dir = RepoRoot(t)
 	cmd.Env = os.Environ()
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
