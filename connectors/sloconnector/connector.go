@@ -1,0 +1,676 @@
+package sloconnector // import "github.com/imcol/imcol/connectors/sloconnector"
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/ottl/contexts/ottllog"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/ottl/contexts/ottlspan"
+	"github.com/prometheus/common/model"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/connector"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/extension/xextension/storage"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/zap"
+
+	"github.com/imcol/imcol/connectors/sloconnector/internal/metadata"
+	"github.com/imcol/imcol/connectors/sloconnector/internal/state"
+	"github.com/imcol/imcol/connectors/sloconnector/internal/window"
+)
+
+// Names of the emitted metrics and attributes. Through the prometheus exporter they become
+// imcol_slo_events_total, imcol_slo_good_events_total, imcol_slo_objective_ratio,
+// imcol_slo_error_budget_remaining_ratio, imcol_slo_burn_rate and imcol_slo_low_traffic.
+const (
+	metricEvents          = "imcol.slo.events"
+	metricGoodEvents      = "imcol.slo.good_events"
+	metricObjective       = "imcol.slo.objective"
+	metricBudgetRemaining = "imcol.slo.error_budget.remaining"
+	metricBurnRate        = "imcol.slo.burn_rate"
+	metricLowTraffic      = "imcol.slo.low_traffic"
+
+	attrSLOName = "slo_name"
+	attrWindow  = "window"
+	// overflowAttr marks the series that collects events beyond max_series, as the
+	// OpenTelemetry SDKs' cardinality limit does.
+	overflowAttr = "otel.metric.overflow"
+
+	storageKeyPrefix = "slo/"
+)
+
+type sloConnector struct {
+	logger    *zap.Logger
+	id        component.ID
+	cfg       *Config
+	signal    Signal
+	clock     clockwork.Clock
+	next      consumer.Metrics
+	telemetry *metadata.TelemetryBuilder
+
+	skippedConditionError metric.AddOption
+	skippedNoLatency      metric.AddOption
+	storageLoadError      metric.AddOption
+	storageSaveError      metric.AddOption
+
+	// mu guards the SLO state below; the next consumer and storage are never called under it.
+	mu     sync.Mutex
+	slos   []*slo
+	keyBuf []byte
+
+	storageClient storage.Client
+	cancel        context.CancelFunc
+	done          chan struct{}
+	shutdownOnce  sync.Once
+}
+
+type slo struct {
+	cfg          *SLOConfig
+	errorBudget  float64 // 1 - objective
+	window       time.Duration
+	windows      []time.Duration
+	windowLabels []string
+	minEvents    uint64
+	maxSeries    int
+	layout       *window.Layout
+	series       map[string]*series
+	overflow     *series
+	spanSLI      *sli[*ottlspan.TransformContext]
+	logSLI       *sli[*ottllog.TransformContext]
+}
+
+type series struct {
+	values  []string
+	present []bool
+	start   time.Time
+	total   uint64
+	good    uint64
+	// reported is false until the series was emitted once with zero counters, so that
+	// Prometheus's rate() and increase() count the series' first events too.
+	reported bool
+	hist     *window.Series
+}
+
+func newConnector(set connector.Settings, cfg *Config, signal Signal, clock clockwork.Clock, next consumer.Metrics) (*sloConnector, error) {
+	tb, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
+	if err != nil {
+		return nil, err
+	}
+	reason := func(r string) metric.AddOption {
+		return metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", r)))
+	}
+	operation := func(op string) metric.AddOption {
+		return metric.WithAttributeSet(attribute.NewSet(attribute.String("operation", op)))
+	}
+	c := &sloConnector{
+		logger:                set.Logger,
+		id:                    set.ID,
+		cfg:                   cfg,
+		signal:                signal,
+		clock:                 clock,
+		next:                  next,
+		telemetry:             tb,
+		skippedConditionError: reason("condition_error"),
+		skippedNoLatency:      reason("no_latency_value"),
+		storageLoadError:      operation("load"),
+		storageSaveError:      operation("save"),
+	}
+	now := clock.Now()
+	for i := range cfg.SLOs {
+		sc := &cfg.SLOs[i]
+		if sc.signal() != signal {
+			continue
+		}
+		s, err := newSLO(sc, set.TelemetrySettings, now)
+		if err != nil {
+			tb.Shutdown()
+			return nil, fmt.Errorf("slos[%d] %q: %w", i, sc.Name, err)
+		}
+		c.slos = append(c.slos, s)
+		if len(sc.Dimensions) == 0 {
+			c.telemetry.ConnectorSloSeries.Add(context.Background(), 1)
+		}
+	}
+	return c, nil
+}
+
+func newSLO(sc *SLOConfig, set component.TelemetrySettings, now time.Time) (*slo, error) {
+	s := &slo{
+		cfg:         sc,
+		errorBudget: 1 - sc.Objective,
+		window:      sc.EffectiveWindow(),
+		windows:     sc.Windows(),
+		minEvents:   uint64(sc.EffectiveMinEvents()),
+		maxSeries:   sc.maxSeries(),
+		series:      make(map[string]*series),
+	}
+	for _, w := range s.windows {
+		s.windowLabels = append(s.windowLabels, model.Duration(w).String())
+	}
+	var err error
+	if s.layout, err = window.NewLayout(append(slices.Clone(s.windows), s.window)); err != nil {
+		return nil, err
+	}
+	if sc.signal() == SignalLogs {
+		s.logSLI, err = newSLI(&sc.SLI, set, ottllogParser, logLatency)
+	} else {
+		s.spanSLI, err = newSLI(&sc.SLI, set, ottlspanParser, spanLatency)
+	}
+	if err != nil {
+		return nil, err
+	}
+	// An SLO without dimensions has exactly one series: emit it from the start, so zero
+	// traffic shows as zero counters and a full budget rather than as missing data.
+	if len(sc.Dimensions) == 0 {
+		s.series[""] = s.newSeries(now, nil, nil)
+	}
+	return s, nil
+}
+
+func (s *slo) newSeries(now time.Time, values []string, present []bool) *series {
+	return &series{values: values, present: present, start: now, hist: window.NewSeries(s.layout)}
+}
+
+func (*sloConnector) Capabilities() consumer.Capabilities {
+	return consumer.Capabilities{MutatesData: false}
+}
+
+// Start restores the rolling windows from storage, when configured, and starts flushing.
+func (c *sloConnector) Start(ctx context.Context, host component.Host) error {
+	if len(c.slos) == 0 {
+		return nil
+	}
+	if c.cfg.Storage != nil {
+		client, err := storageClient(ctx, host, *c.cfg.Storage, c.id, c.signal)
+		if err != nil {
+			return err
+		}
+		c.storageClient = client
+		c.load(ctx)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	c.done = make(chan struct{})
+	ticker := c.clock.NewTicker(c.cfg.FlushInterval)
+	go func() {
+		defer close(c.done)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-ticker.Chan():
+				c.flush(runCtx)
+			}
+		}
+	}()
+	return nil
+}
+
+func storageClient(ctx context.Context, host component.Host, id, owner component.ID, signal Signal) (storage.Client, error) {
+	ext, ok := host.GetExtensions()[id]
+	if !ok {
+		return nil, fmt.Errorf("storage: extension %q not found", id)
+	}
+	se, ok := ext.(storage.Extension)
+	if !ok {
+		return nil, fmt.Errorf("storage: extension %q is not a storage extension", id)
+	}
+	client, err := se.GetClient(ctx, component.KindConnector, owner, string(signal))
+	if err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
+	return client, nil
+}
+
+// Shutdown stops flushing, emits and saves a last flush, and closes the storage client. It
+// is safe without Start and when called twice.
+func (c *sloConnector) Shutdown(ctx context.Context) error {
+	var err error
+	c.shutdownOnce.Do(func() {
+		defer c.telemetry.Shutdown()
+		if c.cancel != nil {
+			c.cancel()
+			select {
+			case <-c.done:
+			case <-ctx.Done():
+				err = ctx.Err()
+				return
+			}
+			c.flush(ctx)
+		}
+		if c.storageClient != nil {
+			err = c.storageClient.Close(ctx)
+		}
+	})
+	return err
+}
+
+type skips struct{ conditionErrors, noLatency, overflowed int64 }
+
+func (c *sloConnector) record(ctx context.Context, s skips) {
+	if s.conditionErrors > 0 {
+		c.telemetry.ConnectorSloEventsSkipped.Add(ctx, s.conditionErrors, c.skippedConditionError)
+	}
+	if s.noLatency > 0 {
+		c.telemetry.ConnectorSloEventsSkipped.Add(ctx, s.noLatency, c.skippedNoLatency)
+	}
+	if s.overflowed > 0 {
+		c.telemetry.ConnectorSloSeriesDropped.Add(ctx, s.overflowed)
+	}
+}
+
+// ConsumeTraces counts the spans of every traces SLO.
+func (c *sloConnector) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
+	if len(c.slos) == 0 {
+		return nil
+	}
+	var sk skips
+	c.mu.Lock()
+	now := c.clock.Now()
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		rs := rss.At(i)
+		res := rs.Resource().Attributes()
+		for j := 0; j < rs.ScopeSpans().Len(); j++ {
+			ss := rs.ScopeSpans().At(j)
+			for k := 0; k < ss.Spans().Len(); k++ {
+				span := ss.Spans().At(k)
+				tCtx := ottlspan.NewTransformContextPtr(rs, ss, span)
+				for _, s := range c.slos {
+					c.observe(s, s.spanSLI.evaluate(ctx, tCtx), now, span.Attributes(), res, &sk)
+				}
+				tCtx.Close()
+			}
+		}
+	}
+	c.mu.Unlock()
+	c.record(ctx, sk)
+	return nil
+}
+
+// ConsumeLogs counts the log records of every logs SLO.
+func (c *sloConnector) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
+	if len(c.slos) == 0 {
+		return nil
+	}
+	var sk skips
+	c.mu.Lock()
+	now := c.clock.Now()
+	rls := ld.ResourceLogs()
+	for i := 0; i < rls.Len(); i++ {
+		rl := rls.At(i)
+		res := rl.Resource().Attributes()
+		for j := 0; j < rl.ScopeLogs().Len(); j++ {
+			sl := rl.ScopeLogs().At(j)
+			for k := 0; k < sl.LogRecords().Len(); k++ {
+				lr := sl.LogRecords().At(k)
+				tCtx := ottllog.NewTransformContextPtr(rl, sl, lr)
+				for _, s := range c.slos {
+					c.observe(s, s.logSLI.evaluate(ctx, tCtx), now, lr.Attributes(), res, &sk)
+				}
+				tCtx.Close()
+			}
+		}
+	}
+	c.mu.Unlock()
+	c.record(ctx, sk)
+	return nil
+}
+
+// observe counts one event in its series. Events arriving in the same flush interval share
+// that interval's buckets: windows roll on arrival time, as Prometheus's rate() would.
+func (c *sloConnector) observe(s *slo, v verdict, now time.Time, attrs, res pcommon.Map, sk *skips) {
+	switch v {
+	case verdictIgnored:
+		return
+	case verdictConditionError:
+		sk.conditionErrors++
+		return
+	case verdictNoLatency:
+		sk.noLatency++
+		return
+	}
+	sr := c.seriesFor(s, now, attrs, res, sk)
+	good := uint64(0)
+	if v == verdictGood {
+		good = 1
+	}
+	sr.total++
+	sr.good += good
+	sr.hist.Add(now, window.Counts{Total: 1, Good: good})
+}
+
+func lookup(attrs, res pcommon.Map, name string) (pcommon.Value, bool) {
+	if v, ok := attrs.Get(name); ok {
+		return v, true
+	}
+	return res.Get(name)
+}
+
+// maxValueLength bounds a dimension value: max_series bounds the number of series, this their
+// size, whatever a sender puts in an attribute. Longer values are cut on a UTF-8 boundary.
+const maxValueLength = 256
+
+func valueString(v pcommon.Value) string {
+	var s string
+	if v.Type() == pcommon.ValueTypeStr {
+		s = v.Str()
+	} else {
+		s = v.AsString()
+	}
+	if len(s) <= maxValueLength {
+		return s
+	}
+	cut := maxValueLength
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
+}
+
+func (c *sloConnector) seriesFor(s *slo, now time.Time, attrs, res pcommon.Map, sk *skips) *series {
+	dims := s.cfg.Dimensions
+	if len(dims) == 0 {
+		return s.series[""]
+	}
+	key := c.keyBuf[:0]
+	for _, d := range dims {
+		if v, ok := lookup(attrs, res, d); ok {
+			key = appendKeyPart(key, true, valueString(v))
+		} else {
+			key = appendKeyPart(key, false, "")
+		}
+	}
+	c.keyBuf = key
+	if sr, ok := s.series[string(key)]; ok {
+		return sr
+	}
+	if len(s.series) >= s.maxSeries {
+		sk.overflowed++
+		if s.overflow == nil {
+			s.overflow = s.newSeries(now, make([]string, len(dims)), make([]bool, len(dims)))
+			c.telemetry.ConnectorSloSeries.Add(context.Background(), 1)
+		}
+		return s.overflow
+	}
+	values := make([]string, len(dims))
+	present := make([]bool, len(dims))
+	for i, d := range dims {
+		if v, ok := lookup(attrs, res, d); ok {
+			values[i], present[i] = valueString(v), true
+		}
+	}
+	sr := s.newSeries(now, values, present)
+	s.series[string(key)] = sr
+	c.telemetry.ConnectorSloSeries.Add(context.Background(), 1)
+	return sr
+}
+
+// flush emits the SLO metrics and saves the state. It builds everything under the lock and
+// calls the next consumer and the storage only after releasing it.
+func (c *sloConnector) flush(ctx context.Context) {
+	c.mu.Lock()
+	now := c.clock.Now()
+	c.expire(now)
+	md := c.buildMetrics(now)
+	var snapshot []*storage.Operation
+	if c.storageClient != nil {
+		snapshot = c.snapshot()
+	}
+	c.mu.Unlock()
+
+	if err := c.next.ConsumeMetrics(ctx, md); err != nil {
+		c.logger.Warn("Failed to emit SLO metrics", zap.Error(err))
+	}
+	if snapshot != nil {
+		if err := c.storageClient.Batch(ctx, snapshot...); err != nil {
+			c.telemetry.ConnectorSloStorageErrors.Add(ctx, 1, c.storageSaveError)
+			c.logger.Warn("Failed to save SLO state", zap.Error(err))
+		}
+	}
+}
+
+// expire forgets series without events in their SLO window, so dimension values that stop
+// appearing free their slot; the single series of an SLO without dimensions is kept.
+func (c *sloConnector) expire(now time.Time) {
+	for _, s := range c.slos {
+		if len(s.cfg.Dimensions) == 0 {
+			continue
+		}
+		for k, sr := range s.series {
+			if sr.hist.Empty(now) {
+				delete(s.series, k)
+				c.telemetry.ConnectorSloSeries.Add(context.Background(), -1)
+			}
+		}
+		if s.overflow != nil && s.overflow.hist.Empty(now) {
+			s.overflow = nil
+			c.telemetry.ConnectorSloSeries.Add(context.Background(), -1)
+		}
+	}
+}
+
+type outputMetrics struct {
+	events, good, objective, budget, burnRate, lowTraffic pmetric.Metric
+}
+
+func (c *sloConnector) buildMetrics(now time.Time) pmetric.Metrics {
+	md := pmetric.NewMetrics()
+	sm := md.ResourceMetrics().AppendEmpty().ScopeMetrics().AppendEmpty()
+	sm.Scope().SetName(metadata.ScopeName)
+	ms := sm.Metrics()
+	newSum := func(name, desc string) pmetric.Metric {
+		m := ms.AppendEmpty()
+		m.SetName(name)
+		m.SetDescription(desc)
+		m.SetUnit("{event}")
+		sum := m.SetEmptySum()
+		sum.SetIsMonotonic(true)
+		sum.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+		return m
+	}
+	newGauge := func(name, unit, desc string) pmetric.Metric {
+		m := ms.AppendEmpty()
+		m.SetName(name)
+		m.SetDescription(desc)
+		m.SetUnit(unit)
+		m.SetEmptyGauge()
+		return m
+	}
+	out := outputMetrics{
+		events:     newSum(metricEvents, "Events selected by the SLO's indicator."),
+		good:       newSum(metricGoodEvents, "Selected events that met the objective's condition."),
+		objective:  newGauge(metricObjective, "1", "The SLO's target ratio of good events."),
+		budget:     newGauge(metricBudgetRemaining, "1", "Share of the error budget left over the SLO window: 1 - (bad/total)/(1 - objective); negative when overspent."),
+		burnRate:   newGauge(metricBurnRate, "", "Error rate over the window divided by the error rate that would exactly use up the budget: (bad/total)/(1 - objective)."),
+		lowTraffic: newGauge(metricLowTraffic, "", "1 when the window holds fewer than min_events events, so its burn rate should not page."),
+	}
+	ts := pcommon.NewTimestampFromTime(now)
+	for _, s := range c.slos {
+		keys := make([]string, 0, len(s.series))
+		for k := range s.series {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			c.appendSeries(&out, s, s.series[k], false, now, ts)
+		}
+		if s.overflow != nil {
+			c.appendSeries(&out, s, s.overflow, true, now, ts)
+		}
+	}
+	return md
+}
+
+func (*sloConnector) appendSeries(out *outputMetrics, s *slo, sr *series, overflow bool, now time.Time, ts pcommon.Timestamp) {
+	setAttrs := func(m pcommon.Map) {
+		m.PutStr(attrSLOName, s.cfg.Name)
+		for i, d := range s.cfg.Dimensions {
+			if sr.present[i] {
+				m.PutStr(d, sr.values[i])
+			}
+		}
+		if overflow {
+			m.PutBool(overflowAttr, true)
+		}
+	}
+	start := pcommon.NewTimestampFromTime(sr.start)
+	total, good := sr.total, sr.good
+	if !sr.reported {
+		total, good = 0, 0
+		sr.reported = true
+	}
+	for _, p := range []struct {
+		m pmetric.Metric
+		v uint64
+	}{{out.events, total}, {out.good, good}} {
+		dp := p.m.Sum().DataPoints().AppendEmpty()
+		setAttrs(dp.Attributes())
+		dp.SetStartTimestamp(start)
+		dp.SetTimestamp(ts)
+		dp.SetIntValue(int64(p.v))
+	}
+	gauge := func(m pmetric.Metric) pmetric.NumberDataPoint {
+		dp := m.Gauge().DataPoints().AppendEmpty()
+		setAttrs(dp.Attributes())
+		dp.SetTimestamp(ts)
+		return dp
+	}
+	gauge(out.objective).SetDoubleValue(s.cfg.Objective)
+	gauge(out.budget).SetDoubleValue(1 - s.burnRate(sr.hist.Sum(now, s.window)))
+	for i, w := range s.windows {
+		counts := sr.hist.Sum(now, w)
+		dp := gauge(out.burnRate)
+		dp.Attributes().PutStr(attrWindow, s.windowLabels[i])
+		dp.SetDoubleValue(s.burnRate(counts))
+		lt := gauge(out.lowTraffic)
+		lt.Attributes().PutStr(attrWindow, s.windowLabels[i])
+		if counts.Total < s.minEvents {
+			lt.SetIntValue(1)
+		} else {
+			lt.SetIntValue(0)
+		}
+	}
+}
+
+// burnRate is the error ratio over the error budget; 0 without events.
+func (s *slo) burnRate(c window.Counts) float64 {
+	if c.Total == 0 {
+		return 0
+	}
+	bad := float64(c.Total - c.Good)
+	return bad / float64(c.Total) / s.errorBudget
+}
+
+func (c *sloConnector) snapshot() []*storage.Operation {
+	ops := make([]*storage.Operation, 0, len(c.slos))
+	for _, s := range c.slos {
+		st := &state.SLO{Dimensions: s.cfg.Dimensions}
+		add := func(sr *series, overflow bool) {
+			values, present := sr.values, sr.present
+			if values == nil {
+				values, present = []string{}, []bool{}
+			}
+			st.Series = append(st.Series, state.Series{
+				Overflow: overflow, Values: values, Present: present,
+				Start: sr.start, Total: sr.total, Good: sr.good, Levels: sr.hist.State(),
+			})
+		}
+		for _, sr := range s.series {
+			add(sr, false)
+		}
+		if s.overflow != nil {
+			add(s.overflow, true)
+		}
+		ops = append(ops, storage.SetOperation(storageKeyPrefix+s.cfg.Name, state.Encode(st)))
+	}
+	return ops
+}
+
+// load restores every SLO saved under the same name and dimensions. A value that cannot be
+// used is logged and counted, and the SLO starts empty: a bad file must not stop the collector.
+func (c *sloConnector) load(ctx context.Context) {
+	ops := make([]*storage.Operation, len(c.slos))
+	for i, s := range c.slos {
+		ops[i] = storage.GetOperation(storageKeyPrefix + s.cfg.Name)
+	}
+	if err := c.storageClient.Batch(ctx, ops...); err != nil {
+		c.telemetry.ConnectorSloStorageErrors.Add(ctx, 1, c.storageLoadError)
+		c.logger.Warn("Failed to load SLO state; windows start empty", zap.Error(err))
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, s := range c.slos {
+		if ops[i].Value == nil {
+			continue
+		}
+		st, err := state.Decode(ops[i].Value)
+		if err == nil && !slices.Equal(st.Dimensions, s.cfg.Dimensions) {
+			err = fmt.Errorf("saved with dimensions %q, configured with %q", st.Dimensions, s.cfg.Dimensions)
+		}
+		if err != nil {
+			c.telemetry.ConnectorSloStorageErrors.Add(ctx, 1, c.storageLoadError)
+			c.logger.Warn("Discarding saved SLO state", zap.String("slo", s.cfg.Name), zap.Error(err))
+			continue
+		}
+		c.restore(s, st)
+	}
+}
+
+func (c *sloConnector) restore(s *slo, st *state.SLO) {
+	var restored int64
+	for _, ss := range st.Series {
+		sr := &series{start: ss.Start, total: ss.Total, good: ss.Good, reported: true, hist: window.NewSeries(s.layout)}
+		sr.hist.Restore(ss.Levels)
+		if len(s.cfg.Dimensions) == 0 {
+			s.series[""] = sr
+			continue
+		}
+		sr.values, sr.present = ss.Values, ss.Present
+		if ss.Overflow {
+			s.overflow = sr
+			restored++
+			continue
+		}
+		if len(s.series) >= s.maxSeries {
+			// max_series was lowered since the save: the rest is lost, and counted.
+			c.telemetry.ConnectorSloSeriesDropped.Add(context.Background(), int64(ss.Total))
+			continue
+		}
+		s.series[string(seriesKey(ss.Values, ss.Present))] = sr
+		restored++
+	}
+	c.telemetry.ConnectorSloSeries.Add(context.Background(), restored)
+}
+
+// seriesKey builds the same key as seriesFor from saved values.
+func seriesKey(values []string, present []bool) []byte {
+	var key []byte
+	for i, v := range values {
+		key = appendKeyPart(key, present[i], v)
+	}
+	return key
+}
+
+// appendKeyPart keeps keys unambiguous: a presence byte, then the length-prefixed value.
+func appendKeyPart(key []byte, present bool, v string) []byte {
+	if !present {
+		return append(key, 0)
+	}
+	key = append(key, 1)
+	key = binary.AppendUvarint(key, uint64(len(v)))
+	return append(key, v...)
+}

@@ -1,0 +1,102 @@
+package sloconnector
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/extension/extensiontest"
+	"go.opentelemetry.io/collector/extension/xextension/storage"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
+
+	"github.com/imcol/imcol/connectors/sloconnector/internal/metadatatest"
+)
+
+// startFileStorage runs a real file_storage extension over dir.
+func startFileStorage(t *testing.T, dir string) (component.ID, component.Host) {
+	t.Helper()
+	f := filestorage.NewFactory()
+	cfg := f.CreateDefaultConfig().(*filestorage.Config)
+	cfg.Directory = dir
+	cfg.Compaction.Directory = dir
+	ext, err := f.Create(context.Background(), extensiontest.NewNopSettings(f.Type()), cfg)
+	require.NoError(t, err)
+	require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
+	t.Cleanup(func() { require.NoError(t, ext.Shutdown(context.Background())) })
+	id := component.NewID(f.Type())
+	return id, extHost{Host: componenttest.NewNopHost(), ext: map[component.ID]component.Component{id: ext}}
+}
+
+func TestRestartWithStorage(t *testing.T) {
+	t.Parallel()
+	id, host := startFileStorage(t, t.TempDir())
+	slo := oneDayWindows(ratioSLO("api", 0.99, "", "status.code == STATUS_CODE_ERROR"))
+	slo.Dimensions = []string{"service.name"}
+	cfg := &Config{FlushInterval: time.Minute, Storage: &id, SLOs: []SLOConfig{slo}}
+	ctx := context.Background()
+
+	first := newHarness(t, cfg, SignalTraces, nopSettings())
+	require.NoError(t, first.conn.Start(ctx, host))
+	first.at(5 * time.Minute)
+	require.NoError(t, first.conn.ConsumeTraces(ctx, traces(append(
+		repeat(90, spanSpec{service: "gateway"}),
+		repeat(10, spanSpec{service: "gateway", err: true, kind: ptrace.SpanKindServer})...)...)))
+	first.flushAt(6 * time.Minute)
+	require.NoError(t, first.conn.Shutdown(ctx)) // saves the state
+
+	// The collector restarts 20 minutes later: windows, budget and counters carry on.
+	second := newHarness(t, cfg, SignalTraces, nopSettings())
+	second.at(26 * time.Minute)
+	require.NoError(t, second.conn.Start(ctx, host))
+	t.Cleanup(func() { require.NoError(t, second.conn.Shutdown(ctx)) })
+	require.NoError(t, second.conn.ConsumeTraces(ctx, traces(repeat(100, spanSpec{service: "gateway"})...)))
+	m := second.flushAt(27 * time.Minute)
+	s := "service.name=gateway,slo_name=api"
+	// The restored series was already reported, so its counters continue at once.
+	assert.Equal(t, 200.0, m["imcol.slo.events{"+s+"}"])
+	assert.Equal(t, 190.0, m["imcol.slo.good_events{"+s+"}"])
+	// 30m (minutes -2..27) and 1h hold both batches: 10 bad of 200 → 0.05 / 0.01 = 5.
+	assert.InDelta(t, 5, m["imcol.slo.burn_rate{"+s+",window=30m}"], 1e-9)
+	assert.InDelta(t, 5, m["imcol.slo.burn_rate{"+s+",window=1h}"], 1e-9)
+	// 5m holds only the new batch.
+	assert.Equal(t, 0.0, m["imcol.slo.burn_rate{"+s+",window=5m}"])
+	assert.InDelta(t, 1-5.0, m["imcol.slo.error_budget.remaining{"+s+"}"], 1e-9)
+}
+
+func TestRestartDiscardsUnusableState(t *testing.T) {
+	t.Parallel()
+	tt := componenttest.NewTelemetry()
+	t.Cleanup(func() { require.NoError(t, tt.Shutdown(context.Background())) })
+	id, host := startFileStorage(t, t.TempDir())
+	slo := oneDayWindows(ratioSLO("api", 0.99, "", "status.code == STATUS_CODE_ERROR"))
+	ctx := context.Background()
+
+	// Corrupt bytes under the SLO's key, as a crash during a write or a hostile file could leave.
+	client, err := host.GetExtensions()[id].(storage.Extension).GetClient(ctx, component.KindConnector, nopSettings().ID, string(SignalTraces))
+	require.NoError(t, err)
+	require.NoError(t, client.Set(ctx, storageKeyPrefix+"api", []byte("SLO\x01\xff")))
+	// Another SLO saved with different dimensions.
+	require.NoError(t, client.Set(ctx, storageKeyPrefix+"other", []byte("SLO\x01\x01\x03env\x00")))
+	require.NoError(t, client.Close(ctx))
+
+	other := oneDayWindows(ratioSLO("other", 0.99, "", "false"))
+	cfg := &Config{FlushInterval: time.Minute, Storage: &id, SLOs: []SLOConfig{slo, other}}
+	set := metadatatest.NewSettings(tt)
+	set.ID = nopSettings().ID
+	h := newHarness(t, cfg, SignalTraces, set)
+	h.start(host)
+	m := h.flushAt(time.Minute)
+	assert.Equal(t, 0.0, m["imcol.slo.events{slo_name=api}"])
+	assert.Equal(t, 1.0, m["imcol.slo.error_budget.remaining{slo_name=other}"])
+	metadatatest.AssertEqualConnectorSloStorageErrors(t, tt, []metricdata.DataPoint[int64]{
+		{Value: 2, Attributes: attribute.NewSet(attribute.String("operation", "load"))},
+	}, metricdatatest.IgnoreTimestamp())
+}
