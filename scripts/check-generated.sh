@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 generated() {
   { ls cmd/imcol/*.go | grep -v '_test.go$'
+    ls configs/prometheus/slo-rules.yaml 2>/dev/null || true
     find processors connectors \( -path '*/internal/metadata/generated_*' -o -name 'generated_*_test.go' \
       -o -name documentation.md \) 2>/dev/null || true
   } | sort -u

@@ -4,6 +4,7 @@ package main
 
 import (
 	alerteventsconnector "github.com/imcol/imcol/connectors/alerteventsconnector"
+	sloconnector "github.com/imcol/imcol/connectors/sloconnector"
 	countconnector "github.com/open-telemetry/opentelemetry-collector-contrib/connector/countconnector"
 	routingconnector "github.com/open-telemetry/opentelemetry-collector-contrib/connector/routingconnector"
 	spanmetricsconnector "github.com/open-telemetry/opentelemetry-collector-contrib/connector/spanmetricsconnector"
@@ -154,6 +155,7 @@ func components() (otelcol.Factories, error) {
 		countconnector.NewFactory(),
 		forwardconnector.NewFactory(),
 		alerteventsconnector.NewFactory(),
+		sloconnector.NewFactory(),
 	)
 	if err != nil {
 		return otelcol.Factories{}, err
@@ -164,6 +166,7 @@ func components() (otelcol.Factories, error) {
 		countconnector.NewFactory().Type():       "github.com/open-telemetry/opentelemetry-collector-contrib/connector/countconnector v0.157.0",
 		forwardconnector.NewFactory().Type():     "go.opentelemetry.io/collector/connector/forwardconnector v0.157.0",
 		alerteventsconnector.NewFactory().Type(): "github.com/imcol/imcol v0.0.0",
+		sloconnector.NewFactory().Type():         "github.com/imcol/imcol v0.0.0",
 	})
 
 	return factories, nil
