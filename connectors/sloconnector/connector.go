@@ -499,12 +499,7 @@ func (c *sloConnector) buildMetrics(now time.Time) pmetric.Metrics {
 	}
 	ts := pcommon.NewTimestampFromTime(now)
 	for _, s := range c.slos {
-		keys := make([]string, 0, len(s.series))
-		for k := range s.series {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
+		for _, k := range s.sortedKeys() {
 			c.appendSeries(&out, s, s.series[k], false, now, ts)
 		}
 		if s.overflow != nil {
@@ -565,6 +560,15 @@ func (*sloConnector) appendSeries(out *outputMetrics, s *slo, sr *series, overfl
 	}
 }
 
+func (s *slo) sortedKeys() []string {
+	keys := make([]string, 0, len(s.series))
+	for k := range s.series {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
 // burnRate is the error ratio over the error budget; 0 without events.
 func (s *slo) burnRate(c window.Counts) float64 {
 	if c.Total == 0 {
@@ -588,8 +592,9 @@ func (c *sloConnector) snapshot() []*storage.Operation {
 				Start: sr.start, Total: sr.total, Good: sr.good, Levels: sr.hist.State(),
 			})
 		}
-		for _, sr := range s.series {
-			add(sr, false)
+		// Key order, so that a restart with a lower max_series keeps the same series every time.
+		for _, k := range s.sortedKeys() {
+			add(s.series[k], false)
 		}
 		if s.overflow != nil {
 			add(s.overflow, true)
@@ -631,29 +636,63 @@ func (c *sloConnector) load(ctx context.Context) {
 }
 
 func (c *sloConnector) restore(s *slo, st *state.SLO) {
+	if len(s.cfg.Dimensions) == 0 {
+		// The single series exists from the start; a saved one replaces it.
+		for _, ss := range st.Series {
+			s.series[""] = restoredSeries(s, ss)
+		}
+		return
+	}
 	var restored int64
 	for _, ss := range st.Series {
-		sr := &series{start: ss.Start, total: ss.Total, good: ss.Good, reported: true, hist: window.NewSeries(s.layout)}
-		sr.hist.Restore(ss.Levels)
-		if len(s.cfg.Dimensions) == 0 {
-			s.series[""] = sr
-			continue
-		}
-		sr.values, sr.present = ss.Values, ss.Present
-		if ss.Overflow {
-			s.overflow = sr
+		key := string(seriesKey(ss.Values, ss.Present))
+		switch sr, known := s.series[key]; {
+		case ss.Overflow && s.overflow != nil:
+			s.overflow.merge(ss)
+		case ss.Overflow:
+			s.overflow = restoredSeries(s, ss)
 			restored++
-			continue
-		}
-		if len(s.series) >= s.maxSeries {
-			// max_series was lowered since the save: the rest is lost, and counted.
+		case known:
+			sr.merge(ss)
+		case len(s.series) < s.maxSeries:
+			s.series[key] = restoredSeries(s, ss)
+			restored++
+		default:
+			// max_series was lowered since the save: the series that no longer fit
+			// join the overflow series, as new combinations beyond the cap would.
+			if s.overflow == nil {
+				n := len(s.cfg.Dimensions)
+				s.overflow = s.newSeries(ss.Start, make([]string, n), make([]bool, n))
+				s.overflow.reported = true
+				restored++
+			}
+			s.overflow.merge(ss)
 			c.telemetry.ConnectorSloSeriesDropped.Add(context.Background(), int64(ss.Total))
-			continue
 		}
-		s.series[string(seriesKey(ss.Values, ss.Present))] = sr
-		restored++
 	}
 	c.telemetry.ConnectorSloSeries.Add(context.Background(), restored)
+}
+
+// restoredSeries rebuilds a saved series. It was reported before the restart, so its
+// counters continue where they were instead of starting again at zero.
+func restoredSeries(s *slo, ss state.Series) *series {
+	sr := &series{values: ss.Values, present: ss.Present, start: ss.Start, total: ss.Total, good: ss.Good,
+		reported: true, hist: window.NewSeries(s.layout)}
+	if len(s.cfg.Dimensions) == 0 {
+		sr.values, sr.present = nil, nil
+	}
+	sr.hist.Restore(ss.Levels)
+	return sr
+}
+
+// merge adds a saved series' counters and buckets to sr.
+func (sr *series) merge(ss state.Series) {
+	sr.total += ss.Total
+	sr.good += ss.Good
+	if ss.Start.Before(sr.start) {
+		sr.start = ss.Start
+	}
+	sr.hist.Restore(ss.Levels)
 }
 
 // seriesKey builds the same key as seriesFor from saved values.

@@ -20,6 +20,10 @@ import (
 	"github.com/imcol/imcol/connectors/sloconnector/internal/metadatatest"
 )
 
+// noTick is a flush interval these tests never reach: they flush directly with flushAt, and
+// a ticker flush racing with it would add a second batch to the sink.
+const noTick = 24 * time.Hour
+
 // startFileStorage runs a real file_storage extension over dir.
 func startFileStorage(t *testing.T, dir string) (component.ID, component.Host) {
 	t.Helper()
@@ -40,7 +44,7 @@ func TestRestartWithStorage(t *testing.T) {
 	id, host := startFileStorage(t, t.TempDir())
 	slo := oneDayWindows(ratioSLO("api", 0.99, "", "status.code == STATUS_CODE_ERROR"))
 	slo.Dimensions = []string{"service.name"}
-	cfg := &Config{FlushInterval: time.Minute, Storage: &id, SLOs: []SLOConfig{slo}}
+	cfg := &Config{FlushInterval: noTick, Storage: &id, SLOs: []SLOConfig{slo}}
 	ctx := context.Background()
 
 	first := newHarness(t, cfg, SignalTraces, nopSettings())
@@ -88,7 +92,7 @@ func TestRestartDiscardsUnusableState(t *testing.T) {
 	require.NoError(t, client.Close(ctx))
 
 	other := oneDayWindows(ratioSLO("other", 0.99, "", "false"))
-	cfg := &Config{FlushInterval: time.Minute, Storage: &id, SLOs: []SLOConfig{slo, other}}
+	cfg := &Config{FlushInterval: noTick, Storage: &id, SLOs: []SLOConfig{slo, other}}
 	set := metadatatest.NewSettings(tt)
 	set.ID = nopSettings().ID
 	h := newHarness(t, cfg, SignalTraces, set)
@@ -99,4 +103,42 @@ func TestRestartDiscardsUnusableState(t *testing.T) {
 	metadatatest.AssertEqualConnectorSloStorageErrors(t, tt, []metricdata.DataPoint[int64]{
 		{Value: 2, Attributes: attribute.NewSet(attribute.String("operation", "load"))},
 	}, metricdatatest.IgnoreTimestamp())
+}
+
+func TestRestartWithLowerMaxSeriesMovesSeriesToOverflow(t *testing.T) {
+	t.Parallel()
+	tt := componenttest.NewTelemetry()
+	t.Cleanup(func() { require.NoError(t, tt.Shutdown(context.Background())) })
+	id, host := startFileStorage(t, t.TempDir())
+	slo := oneDayWindows(ratioSLO("api", 0.99, "", "status.code == STATUS_CODE_ERROR"))
+	slo.Dimensions = []string{"service.name"}
+	ctx := context.Background()
+
+	first := newHarness(t, &Config{FlushInterval: noTick, Storage: &id, SLOs: []SLOConfig{slo}}, SignalTraces, nopSettings())
+	require.NoError(t, first.conn.Start(ctx, host))
+	first.at(time.Minute)
+	require.NoError(t, first.conn.ConsumeTraces(ctx, traces(append(append(
+		repeat(10, spanSpec{service: "a"}),
+		repeat(20, spanSpec{service: "b", err: true})...),
+		repeat(30, spanSpec{service: "c"})...)...)))
+	require.NoError(t, first.conn.Shutdown(ctx))
+
+	// Restarted with room for one series: "a" (first in key order) stays, b and c are
+	// merged into the overflow series, their events counted as dropped.
+	slo.MaxSeries = 1
+	set := metadatatest.NewSettings(tt)
+	set.ID = nopSettings().ID
+	second := newHarness(t, &Config{FlushInterval: noTick, Storage: &id, SLOs: []SLOConfig{slo}}, SignalTraces, set)
+	second.at(2 * time.Minute)
+	require.NoError(t, second.conn.Start(ctx, host))
+	t.Cleanup(func() { require.NoError(t, second.conn.Shutdown(ctx)) })
+	m := second.flushAt(3 * time.Minute)
+	assert.Equal(t, 10.0, m["imcol.slo.events{service.name=a,slo_name=api}"])
+	overflow := "otel.metric.overflow=true,slo_name=api"
+	assert.Equal(t, 50.0, m["imcol.slo.events{"+overflow+"}"])
+	assert.Equal(t, 30.0, m["imcol.slo.good_events{"+overflow+"}"])
+	// 20 bad of 50 → 0.4 / 0.01.
+	assert.InDelta(t, 40, m["imcol.slo.burn_rate{"+overflow+",window=1h}"], 1e-9)
+	metadatatest.AssertEqualConnectorSloSeriesDropped(t, tt, []metricdata.DataPoint[int64]{{Value: 50}}, metricdatatest.IgnoreTimestamp())
+	metadatatest.AssertEqualConnectorSloSeries(t, tt, []metricdata.DataPoint[int64]{{Value: 2}}, metricdatatest.IgnoreTimestamp())
 }

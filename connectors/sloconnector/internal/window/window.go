@@ -210,7 +210,8 @@ func (s *Series) State() []LevelState {
 	return out
 }
 
-// Restore loads persisted buckets into an empty series. Levels whose width the layout no
+// Restore adds persisted buckets to the series (to an empty one on restart, or to one that
+// already holds buckets when saved series are merged). Levels whose width the layout no
 // longer uses are dropped, and buckets that no longer fit a shorter history are skipped, so a
 // configuration change after a restart keeps whatever history still applies.
 func (s *Series) Restore(levels []LevelState) {
