@@ -82,11 +82,13 @@ func (p phases) pick(i int, good, bad float64) float64 {
 
 func catalogueScenarios() []scenario {
 	openim := resource{job: "openim-api", instance: "10.0.0.5:20100"}
-	// The collector's own endpoint exposes its counters without _total, so
-	// the prometheus receiver names them so; the exporter naming adds it.
-	imcol := resource{job: "imcol", instance: "127.0.0.1:8888"}
+	// The collector's own endpoint (:8888 with conventional suffixes) serves
+	// otelcol_..._total counters and unit-suffixed histograms; the prometheus
+	// receiver keeps those family names as the OTLP metric names, and takes
+	// job and instance from the endpoint's target_info (TestSelfMetricNames).
+	imcol := resource{job: "imcol", instance: "5f0c2a4e-9d1b-4c3a-8e7f-2b6d9a1c0e43"}
 	outcome := func(outcome, stage, reason string, v float64) point {
-		return point{name: "otelcol_processor_im_loss_outcomes", kind: kindCounter, value: v,
+		return point{name: "otelcol_processor_im_loss_outcomes_total", kind: kindCounter, value: v,
 			attrs: map[string]string{"outcome": outcome, "stage": stage, "reason": reason}}
 	}
 	sloGauge := func(name, unit, window string, v float64) point {
@@ -247,7 +249,7 @@ func catalogueScenarios() []scenario {
 			alert: "IMSequenceGaps", res: imcol, scope: promReceiverScope,
 			badFrom: 4, goodFrom: 6, horizon: 50,
 			points: func(i int, p phases) []point {
-				return []point{{name: "otelcol_processor_im_loss_seq_gaps", kind: kindCounter, value: p.cum(i, 0, 1)}}
+				return []point{{name: "otelcol_processor_im_loss_seq_gaps_total", kind: kindCounter, value: p.cum(i, 0, 1)}}
 			},
 			wantLabels: map[string]string{"job": "imcol", "severity": "warning"},
 		},
@@ -255,7 +257,7 @@ func catalogueScenarios() []scenario {
 			alert: "IMLossTrackerEvicting", res: imcol, scope: promReceiverScope,
 			badFrom: 4, goodFrom: 6, horizon: 50,
 			points: func(i int, p phases) []point {
-				return []point{{name: "otelcol_processor_im_loss_evictions", kind: kindCounter, value: p.cum(i, 0, 5)}}
+				return []point{{name: "otelcol_processor_im_loss_evictions_total", kind: kindCounter, value: p.cum(i, 0, 5)}}
 			},
 			wantLabels: map[string]string{"job": "imcol", "severity": "warning"},
 		},
@@ -264,9 +266,7 @@ func catalogueScenarios() []scenario {
 			badFrom: 4, goodFrom: 50, horizon: 80,
 			points: func(i int, p phases) []point {
 				fast, slow := uint64(p.cum(i, 100, 0)), uint64(p.cum(i, 0, 100))
-				// The collector's own endpoint exposes no unit suffix, so the
-				// scraped histogram has none either.
-				return []point{{name: "otelcol_processor_im_loss_delivery_latency", kind: kindHistogram,
+				return []point{{name: "otelcol_processor_im_loss_delivery_latency_milliseconds", kind: kindHistogram,
 					bounds: []float64{100, 1000}, counts: []uint64{fast, slow, 0}, value: float64(fast)*50 + float64(slow)*800}}
 			},
 			wantLabels: map[string]string{"job": "imcol", "severity": "warning"},
@@ -275,7 +275,7 @@ func catalogueScenarios() []scenario {
 			alert: "IMUnrecognizedEvents", res: imcol, scope: promReceiverScope,
 			badFrom: 4, goodFrom: 80, horizon: 130,
 			points: func(i int, p phases) []point {
-				return []point{{name: "otelcol_processor_im_loss_unrecognized_events", kind: kindCounter,
+				return []point{{name: "otelcol_processor_im_loss_unrecognized_events_total", kind: kindCounter,
 					attrs: map[string]string{"reason": "missing_message_id"}, value: p.cum(i, 0, 20)}}
 			},
 			wantLabels: map[string]string{"reason": "missing_message_id", "severity": "info"},
@@ -447,18 +447,18 @@ func TestLossBurstFiresWithinForPlusOneInterval(t *testing.T) {
 	h := newHarness(t, func(cfg *Config) { cfg.RuleFiles = []string{catalogueGlob} })
 	step := 15 * time.Second // scrape and evaluation interval
 	const burst = 20         // the burst starts at this step and lasts 1 minute
-	imcol := resource{job: "imcol", instance: "127.0.0.1:8888"}
+	imcol := resource{job: "imcol", instance: "5f0c2a4e-9d1b-4c3a-8e7f-2b6d9a1c0e43"}
 	firedAt := map[string]int{}
 	for i := 0; i <= burst+20; i++ {
 		ts := t0.Add(time.Duration(i) * step)
-		pts := []point{{name: "otelcol_processor_im_loss_outcomes", kind: kindCounter, value: float64(i) * 1000,
+		pts := []point{{name: "otelcol_processor_im_loss_outcomes_total", kind: kindCounter, value: float64(i) * 1000,
 			attrs: map[string]string{"outcome": "delivered", "stage": "ack", "reason": ""}}}
 		burning := 1.0
 		if i >= burst {
 			// The lost series appears with the burst, as an OTel counter does;
 			// the receiver gives its first point no earlier start time.
 			lost := float64(min(i-burst+1, 4)) * 100
-			pts = append(pts, point{name: "otelcol_processor_im_loss_outcomes", kind: kindCounter, value: lost,
+			pts = append(pts, point{name: "otelcol_processor_im_loss_outcomes_total", kind: kindCounter, value: lost,
 				attrs: map[string]string{"outcome": "lost", "stage": "push", "reason": "ack_timeout"}})
 			burning = 50
 		}

@@ -149,6 +149,26 @@ func newConnector(set connector.Settings, cfg *Config, next consumer.Logs, clk c
 		}
 	}
 
+	opts := c.ruleOptions(slogger)
+	for _, lg := range loaded {
+		g, err := buildGroup(lg, cfg, c.externalLabels, opts, slogger)
+		if err != nil {
+			tb.Shutdown()
+			return nil, err
+		}
+		c.groups = append(c.groups, g)
+	}
+	if err := c.registerCallbacks(); err != nil {
+		tb.Shutdown()
+		return nil, err
+	}
+	return c, nil
+}
+
+// ruleOptions wires Prometheus's rule evaluation to the store, the PromQL
+// engine and, when configured, the notifier.
+func (c *alertEventsConnector) ruleOptions(slogger *slog.Logger) *rules.ManagerOptions {
+	cfg := c.cfg
 	engine := promql.NewEngine(promql.EngineOpts{
 		Logger:        slogger,
 		MaxSamples:    cfg.MaxQuerySamples,
@@ -169,7 +189,7 @@ func newConnector(set connector.Settings, cfg *Config, next consumer.Logs, clk c
 	if c.notifier != nil {
 		notify = rules.SendAlerts(c.notifier.manager, cfg.ExternalURL)
 	}
-	opts := &rules.ManagerOptions{
+	return &rules.ManagerOptions{
 		NameValidationScheme: model.UTF8Validation,
 		ExternalURL:          extURL,
 		QueryFunc:            rules.EngineQueryFunc(engine, c.store),
@@ -181,19 +201,6 @@ func newConnector(set connector.Settings, cfg *Config, next consumer.Logs, clk c
 		Metrics:              rules.NewGroupMetrics(nil),
 		Parser:               promqlParser,
 	}
-	for _, lg := range loaded {
-		g, err := buildGroup(lg, cfg, c.externalLabels, opts, slogger)
-		if err != nil {
-			tb.Shutdown()
-			return nil, err
-		}
-		c.groups = append(c.groups, g)
-	}
-	if err := c.registerCallbacks(); err != nil {
-		tb.Shutdown()
-		return nil, err
-	}
-	return c, nil
 }
 
 func buildGroup(lg loadedGroup, cfg *Config, extLabels labels.Labels, opts *rules.ManagerOptions, logger *slog.Logger) (*evalGroup, error) {
@@ -357,6 +364,8 @@ func (c *alertEventsConnector) Shutdown(ctx context.Context) error {
 // evaluate runs every due rule group at ts, turns alert state changes into
 // log records and hands them to the next consumer (without holding a lock).
 func (c *alertEventsConnector) evaluate(ctx context.Context, ts time.Time) {
+	// Wall time rather than the injected clock: this measures how long the
+	// evaluation takes, not the time it evaluates at.
 	start := time.Now()
 	mint := ts.Add(-c.retention).UnixMilli()
 	c.store.Truncate(mint)
@@ -364,27 +373,11 @@ func (c *alertEventsConnector) evaluate(ctx context.Context, ts time.Time) {
 	c.conv.Expire(mint)
 	c.convMu.Unlock()
 
-	// A group is due when its interval has elapsed, with half an evaluation
-	// interval of slack so ticker jitter never skips a slot.
-	slack := c.cfg.EvaluationInterval / 2
 	var events []alertEvent
 	seen := make(map[alertKey]struct{}, len(c.tracked))
 	var pending, firing int64
 	for gi, g := range c.groups {
-		if g.lastEval.IsZero() || ts.Sub(g.lastEval) >= g.interval-slack {
-			g.lastEval = ts
-			g.group.Eval(ctx, ts)
-			c.telemetry.AlertEventsEvaluations.Add(ctx, 1, g.attrs)
-			var failed int64
-			for _, r := range g.group.Rules() {
-				if r.Health() == rules.HealthBad {
-					failed++
-				}
-			}
-			if failed > 0 {
-				c.telemetry.AlertEventsEvaluationFailures.Add(ctx, failed, g.attrs)
-			}
-		}
+		c.evalIfDue(ctx, g, ts)
 		for ri, ar := range g.group.Rules() {
 			rule, ok := ar.(*rules.AlertingRule)
 			if !ok {
@@ -428,6 +421,26 @@ func (c *alertEventsConnector) evaluate(ctx context.Context, ts time.Time) {
 	if err := c.next.ConsumeLogs(ctx, logs); err != nil {
 		c.telemetry.AlertEventsEventsFailed.Add(ctx, int64(len(events)))
 		c.logger.Warn("Next consumer refused alert events", zap.Int("events", len(events)), zap.Error(err))
+	}
+}
+
+// evalIfDue evaluates the group at ts when its interval has elapsed, with half
+// an evaluation interval of slack so ticker jitter never skips a slot.
+func (c *alertEventsConnector) evalIfDue(ctx context.Context, g *evalGroup, ts time.Time) {
+	if !g.lastEval.IsZero() && ts.Sub(g.lastEval) < g.interval-c.cfg.EvaluationInterval/2 {
+		return
+	}
+	g.lastEval = ts
+	g.group.Eval(ctx, ts)
+	c.telemetry.AlertEventsEvaluations.Add(ctx, 1, g.attrs)
+	var failed int64
+	for _, r := range g.group.Rules() {
+		if r.Health() == rules.HealthBad {
+			failed++
+		}
+	}
+	if failed > 0 {
+		c.telemetry.AlertEventsEvaluationFailures.Add(ctx, failed, g.attrs)
 	}
 }
 

@@ -561,6 +561,16 @@ func TestDerivedRetention(t *testing.T) {
 	loaded, err := loadRuleGroups(cfg, discardLogger())
 	require.NoError(t, err)
 	assert.Equal(t, 31*time.Minute+5*time.Minute+15*time.Second, derivedRetention(loaded, 5*time.Minute, 15*time.Second))
+
+	// A query_offset shifts its own group only: the 10m window read 2m back
+	// beats the 5m window read 4m back, and offsets do not add up.
+	cfg.Groups = []map[string]any{
+		{"name": "a", "query_offset": "2m", "rules": []any{map[string]any{"alert": "A", "expr": "rate(x[10m]) > 0"}}},
+		{"name": "b", "query_offset": "4m", "rules": []any{map[string]any{"alert": "B", "expr": "rate(y[5m]) > 0"}}},
+	}
+	loaded, err = loadRuleGroups(cfg, discardLogger())
+	require.NoError(t, err)
+	assert.Equal(t, 12*time.Minute+5*time.Minute+15*time.Second, derivedRetention(loaded, 5*time.Minute, 15*time.Second))
 }
 
 func TestShutdownWithoutStart(t *testing.T) {

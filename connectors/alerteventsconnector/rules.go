@@ -109,16 +109,19 @@ func loadRuleGroups(cfg *Config, logger *slog.Logger) ([]loadedGroup, error) {
 func derivedRetention(groups []loadedGroup, lookback, interval time.Duration) time.Duration {
 	var longest time.Duration
 	for _, g := range groups {
+		// A group's query_offset shifts only that group's reads back.
+		var groupLongest time.Duration
 		for _, r := range g.group.Rules {
 			expr, err := promqlParser.ParseExpr(r.Expr)
 			if err != nil {
 				continue
 			}
-			longest = max(longest, exprWindow(expr))
+			groupLongest = max(groupLongest, exprWindow(expr))
 		}
 		if g.group.QueryOffset != nil {
-			longest += time.Duration(*g.group.QueryOffset)
+			groupLongest += time.Duration(*g.group.QueryOffset)
 		}
+		longest = max(longest, groupLongest)
 	}
 	return longest + lookback + interval
 }

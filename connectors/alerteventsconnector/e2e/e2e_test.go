@@ -99,34 +99,7 @@ func TestInstanceDownEndToEnd(t *testing.T) {
 	}))
 	t.Cleanup(am.Close)
 
-	events := make(chan event, 1000)
-	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		req := plogotlp.NewExportRequest()
-		if err := req.UnmarshalProto(body); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		forEachRecord(req.Logs(), func(lr plog.LogRecord) {
-			st, _ := lr.Attributes().Get("alert.state")
-			name, _ := lr.Attributes().Get("alert.name")
-			events <- event{state: st.Str(), alertname: name.Str(), body: lr.Body().Str()}
-		})
-		w.Header().Set("Content-Type", "application/x-protobuf")
-		out, _ := plogotlp.NewExportResponse().MarshalProto()
-		_, _ = w.Write(out)
-	}))
-	t.Cleanup(sink.Close)
-
-	health := testcollector.FreeEndpoint(t)
-	cfg := fmt.Sprintf(`
-extensions:
-  health_check:
-    endpoint: %[1]s
+	events := startCollector(t, fmt.Sprintf(`
 receivers:
   prometheus:
     config:
@@ -135,7 +108,7 @@ receivers:
           scrape_interval: 1s
           scrape_timeout: 500ms
           static_configs:
-            - targets: ["%[2]s"]
+            - targets: ["%[1]s"]
 connectors:
   alert_events:
     evaluation_interval: 1s
@@ -151,30 +124,9 @@ connectors:
             annotations:
               summary: "Instance {{ $$labels.instance }} is down"
     alertmanagers:
-      - endpoint: %[3]s
+      - endpoint: %[2]s
         timeout: 5s
-exporters:
-  otlp_http:
-    endpoint: %[4]s
-    compression: none
-    retry_on_failure:
-      enabled: false
-service:
-  extensions: [health_check]
-  telemetry:
-    metrics:
-      level: none
-  pipelines:
-    metrics:
-      receivers: [prometheus]
-      exporters: [alert_events]
-    logs:
-      receivers: [alert_events]
-      exporters: [otlp_http]
-`, health, tg.addr, am.URL, sink.URL)
-	path := filepath.Join(t.TempDir(), "config.yaml")
-	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o600))
-	testcollector.Start(t, testcollector.Options{Config: path, HealthEndpoint: health})
+`, tg.addr, am.URL))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -217,6 +169,75 @@ service:
 			break
 		}
 	}
+}
+
+// startCollector runs bin/imcol with the given prometheus receiver and
+// alert_events connector configuration, its alert events sent to an
+// in-test sink, and returns the events.
+func startCollector(t *testing.T, receiverAndConnector string) <-chan event {
+	t.Helper()
+	events, sinkURL := eventSink(t)
+	health := testcollector.FreeEndpoint(t)
+	cfg := receiverAndConnector + fmt.Sprintf(`
+extensions:
+  health_check:
+    endpoint: %[1]s
+exporters:
+  otlp_http:
+    endpoint: %[2]s
+    compression: none
+    retry_on_failure:
+      enabled: false
+service:
+  extensions: [health_check]
+  telemetry:
+    metrics:
+      level: none
+  pipelines:
+    metrics:
+      receivers: [prometheus]
+      exporters: [alert_events]
+    logs:
+      receivers: [alert_events]
+      exporters: [otlp_http]
+`, health, sinkURL)
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o600))
+	proc := testcollector.Start(t, testcollector.Options{Config: path, HealthEndpoint: health})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(proc.Output())
+		}
+	})
+	return events
+}
+
+// eventSink is an OTLP/HTTP logs endpoint that passes every alert event it
+// receives to the returned channel.
+func eventSink(t *testing.T) (<-chan event, string) {
+	events := make(chan event, 1000)
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		req := plogotlp.NewExportRequest()
+		if err := req.UnmarshalProto(body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		forEachRecord(req.Logs(), func(lr plog.LogRecord) {
+			st, _ := lr.Attributes().Get("alert.state")
+			name, _ := lr.Attributes().Get("alert.name")
+			events <- event{state: st.Str(), alertname: name.Str(), body: lr.Body().Str()}
+		})
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		out, _ := plogotlp.NewExportResponse().MarshalProto()
+		_, _ = w.Write(out)
+	}))
+	t.Cleanup(sink.Close)
+	return events, sink.URL
 }
 
 func forEachRecord(ld plog.Logs, f func(plog.LogRecord)) {
