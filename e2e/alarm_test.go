@@ -198,7 +198,8 @@ func TestDefaultConfigAlarmExperience(t *testing.T) {
 // mailed reports whether a mail rendered from the shipped template announced alertname with status.
 func mailed(smtp *smtpSink, alertname, status string) bool {
 	for _, m := range smtp.messages() {
-		if containsAll(m, "Subject: ["+status, alertname, "imcol alert:") {
+		// The template's heading, the alert's summary and its runbook: the mail was rendered by it.
+		if containsAll(m, "Subject: ["+status, "imcol alert: "+alertname, "is down", "Runbook") {
 			return true
 		}
 	}

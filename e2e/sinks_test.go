@@ -2,11 +2,16 @@ package e2e
 
 import (
 	"bufio"
+	"encoding/base64"
 	"encoding/json"
 	"io"
+	"mime"
+	"mime/multipart"
+	"mime/quotedprintable"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/mail"
 	"net/textproto"
 	"strings"
 	"sync"
@@ -89,11 +94,55 @@ func (s *smtpSink) serve(conn net.Conn) {
 	}
 }
 
-// messages returns the mails received so far.
+// messages returns the mails received so far, decoded: subject line first, then every text part.
 func (s *smtpSink) messages() []string {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.mail...)
+	raw := append([]string(nil), s.mail...)
+	s.mu.Unlock()
+	decoded := make([]string, 0, len(raw))
+	for _, m := range raw {
+		decoded = append(decoded, decodeMail(m))
+	}
+	return decoded
+}
+
+// decodeMail undoes MIME: RFC 2047 subjects, multipart bodies, quoted-printable and base64 parts.
+func decodeMail(raw string) string {
+	msg, err := mail.ReadMessage(strings.NewReader(raw))
+	if err != nil {
+		return raw
+	}
+	subject, err := new(mime.WordDecoder).DecodeHeader(msg.Header.Get("Subject"))
+	if err != nil {
+		subject = msg.Header.Get("Subject")
+	}
+	var b strings.Builder
+	b.WriteString("Subject: " + subject + "\n")
+	appendPart(&b, textproto.MIMEHeader(msg.Header), msg.Body)
+	return b.String()
+}
+
+func appendPart(b *strings.Builder, header textproto.MIMEHeader, body io.Reader) {
+	mediaType, params, err := mime.ParseMediaType(header.Get("Content-Type"))
+	if err == nil && strings.HasPrefix(mediaType, "multipart/") {
+		mr := multipart.NewReader(body, params["boundary"])
+		for {
+			part, err := mr.NextRawPart()
+			if err != nil {
+				return
+			}
+			appendPart(b, part.Header, part)
+		}
+	}
+	switch strings.ToLower(header.Get("Content-Transfer-Encoding")) {
+	case "quoted-printable":
+		body = quotedprintable.NewReader(body)
+	case "base64":
+		body = base64.NewDecoder(base64.StdEncoding, body)
+	}
+	text, _ := io.ReadAll(body)
+	b.Write(text)
+	b.WriteString("\n")
 }
 
 // webhookSink records Alertmanager webhook notifications.
