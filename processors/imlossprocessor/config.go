@@ -1,0 +1,291 @@
+package imlossprocessor // import "github.com/imcol/imcol/processors/imlossprocessor"
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/confmap/xconfmap"
+
+	"github.com/imcol/imcol/components/imsemconv"
+)
+
+// Config is the im_loss processor's configuration.
+type Config struct {
+	// Attributes names the attributes read from lifecycle spans and log records.
+	Attributes AttributesConfig `mapstructure:"attributes"`
+	// StageConditions recognise stages by OTTL condition when a service sets no stage attribute.
+	StageConditions StageConditionsConfig `mapstructure:"stage_conditions"`
+
+	// AckTimeout is how long a message may take from first sighting to the last recipient's ack.
+	AckTimeout time.Duration `mapstructure:"ack_timeout"`
+	// OfflineTimeout replaces AckTimeout for messages with a recipient pushed offline; measured
+	// from first sighting, so it must be longer than AckTimeout.
+	OfflineTimeout time.Duration `mapstructure:"offline_timeout"`
+	// ReorderWindow is how long a missing seq may take to show up before it is a gap.
+	ReorderWindow time.Duration `mapstructure:"reorder_window"`
+	// MaxGap is the largest gap reported seq by seq; larger jumps are one anomaly record.
+	MaxGap uint64 `mapstructure:"max_gap"`
+	// TickInterval is how often timeouts are checked; decisions are late by at most this much.
+	TickInterval time.Duration `mapstructure:"tick_interval"`
+
+	// MaxTrackedMessages bounds the messages in flight; the oldest is evicted first.
+	MaxTrackedMessages int `mapstructure:"max_tracked_messages"`
+	// MaxMessagesPerConversation bounds one conversation's messages in flight.
+	MaxMessagesPerConversation int `mapstructure:"max_messages_per_conversation"`
+	// MaxConversations bounds the conversations remembered (seq baselines and open gaps).
+	MaxConversations int `mapstructure:"max_conversations"`
+	// MaxDevicesPerMessage bounds the recipient devices followed for one (group) message.
+	MaxDevicesPerMessage int `mapstructure:"max_devices_per_message"`
+	// DecidedCacheSize is how many decided messages are remembered to recognise late events
+	// and late duplicate deliveries.
+	DecidedCacheSize int `mapstructure:"decided_cache_size"`
+
+	// DropDuplicates removes duplicate deliver events from the pipeline (they are reported either way).
+	DropDuplicates bool `mapstructure:"drop_duplicates"`
+
+	// Outcomes configures the outcome records.
+	Outcomes OutcomesConfig `mapstructure:"outcomes"`
+
+	// Storage is the id of a storage extension (file_storage) used to keep in-flight state across restarts.
+	Storage *component.ID `mapstructure:"storage"`
+
+	_ struct{}
+}
+
+// AttributesConfig names every attribute the processor reads. Defaults follow IM-CONVENTIONS.md.
+type AttributesConfig struct {
+	MessageID       string `mapstructure:"message_id"`
+	ConversationID  string `mapstructure:"conversation_id"`
+	Stage           string `mapstructure:"stage"`
+	Seq             string `mapstructure:"seq"`
+	Fanout          string `mapstructure:"fanout"`
+	RecipientDevice string `mapstructure:"recipient_device"`
+	PushOffline     string `mapstructure:"push_offline"`
+}
+
+// StageConditionsConfig holds per-signal stage conditions.
+type StageConditionsConfig struct {
+	// Spans are OTTL span-context conditions.
+	Spans StageConditions `mapstructure:"spans"`
+	// Logs are OTTL log-context conditions.
+	Logs StageConditions `mapstructure:"logs"`
+}
+
+// StageConditions lists, per stage, OTTL conditions of which any match marks the record as
+// that stage. They are consulted only when the stage attribute is absent, in lifecycle order.
+type StageConditions struct {
+	Send    []string `mapstructure:"send"`
+	Persist []string `mapstructure:"persist"`
+	Push    []string `mapstructure:"push"`
+	Deliver []string `mapstructure:"deliver"`
+	Ack     []string `mapstructure:"ack"`
+}
+
+type stageConditionList struct {
+	stage imsemconv.Stage
+	conds []string
+}
+
+// byStage lists the conditions in lifecycle order, the order they are tried in.
+func (s StageConditions) byStage() []stageConditionList {
+	return []stageConditionList{
+		{imsemconv.StageSend, s.Send},
+		{imsemconv.StagePersist, s.Persist},
+		{imsemconv.StagePush, s.Push},
+		{imsemconv.StageDeliver, s.Deliver},
+		{imsemconv.StageAck, s.Ack},
+	}
+}
+
+func (s StageConditions) empty() bool {
+	return len(s.Send)+len(s.Persist)+len(s.Push)+len(s.Deliver)+len(s.Ack) == 0
+}
+
+// EmitMode selects which outcome records are emitted.
+type EmitMode string
+
+const (
+	// EmitModeAll emits every outcome record.
+	EmitModeAll EmitMode = "all"
+	// EmitModeFailures emits everything except delivered.
+	EmitModeFailures EmitMode = "failures"
+	// EmitModeNone emits nothing (the metrics still count every outcome).
+	EmitModeNone EmitMode = "none"
+)
+
+// UnmarshalText rejects unknown modes when the config is loaded.
+func (m *EmitMode) UnmarshalText(text []byte) error {
+	switch v := EmitMode(text); v {
+	case EmitModeAll, EmitModeFailures, EmitModeNone:
+		*m = v
+		return nil
+	}
+	return fmt.Errorf("unknown emit mode %q (want all, failures or none)", text)
+}
+
+// Signal is a pipeline signal outcome records can be emitted into.
+type Signal string
+
+const (
+	// SignalTraces emits outcome spans.
+	SignalTraces Signal = "traces"
+	// SignalLogs emits outcome log records.
+	SignalLogs Signal = "logs"
+)
+
+// UnmarshalText rejects unknown signals when the config is loaded.
+func (s *Signal) UnmarshalText(text []byte) error {
+	switch v := Signal(text); v {
+	case SignalTraces, SignalLogs:
+		*s = v
+		return nil
+	}
+	return fmt.Errorf("unknown signal %q (want traces or logs)", text)
+}
+
+// OutcomesConfig configures the outcome records.
+type OutcomesConfig struct {
+	// Emit is all, failures (everything but delivered) or none.
+	Emit EmitMode `mapstructure:"emit"`
+	// Signals lists the signals outcome records are emitted as, into every pipeline of that
+	// signal this instance is part of (default both: spans for trace views, log records for
+	// log stores and the slo connector). An empty list sends each outcome only back into the
+	// pipeline its message's first event came through.
+	Signals []Signal `mapstructure:"signals"`
+	// ServiceName is the service.name resource attribute of outcome records.
+	ServiceName string `mapstructure:"service_name"`
+}
+
+var (
+	_ component.Config   = (*Config)(nil)
+	_ xconfmap.Validator = (*Config)(nil)
+)
+
+func createDefaultConfig() component.Config {
+	return &Config{
+		Attributes: AttributesConfig{
+			MessageID:       imsemconv.AttrMessageID,
+			ConversationID:  imsemconv.AttrConversationID,
+			Stage:           imsemconv.AttrStage,
+			Seq:             imsemconv.AttrSeq,
+			Fanout:          imsemconv.AttrFanout,
+			RecipientDevice: imsemconv.AttrRecipientDevice,
+			PushOffline:     imsemconv.AttrPushOffline,
+		},
+		AckTimeout:                 30 * time.Second,
+		OfflineTimeout:             10 * time.Minute,
+		ReorderWindow:              10 * time.Second,
+		MaxGap:                     1000,
+		TickInterval:               time.Second,
+		MaxTrackedMessages:         1_000_000,
+		MaxMessagesPerConversation: 10_000,
+		MaxConversations:           200_000,
+		MaxDevicesPerMessage:       2_048,
+		DecidedCacheSize:           250_000,
+		Outcomes: OutcomesConfig{
+			Emit:        EmitModeAll,
+			Signals:     []Signal{SignalTraces, SignalLogs},
+			ServiceName: "imcol",
+		},
+	}
+}
+
+// Validate checks the configuration, naming the offending key.
+func (cfg *Config) Validate() error {
+	var errs []error
+	errs = append(errs, cfg.Attributes.Validate())
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"ack_timeout", cfg.AckTimeout},
+		{"offline_timeout", cfg.OfflineTimeout},
+		{"reorder_window", cfg.ReorderWindow},
+		{"tick_interval", cfg.TickInterval},
+	} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %s", d.key, d.v))
+		}
+	}
+	if cfg.OfflineTimeout > 0 && cfg.AckTimeout > 0 && cfg.OfflineTimeout <= cfg.AckTimeout {
+		errs = append(errs, fmt.Errorf("offline_timeout (%s) must be longer than ack_timeout (%s)", cfg.OfflineTimeout, cfg.AckTimeout))
+	}
+	if cfg.TickInterval > 0 && cfg.AckTimeout > 0 && cfg.TickInterval > cfg.AckTimeout {
+		errs = append(errs, fmt.Errorf("tick_interval (%s) must not exceed ack_timeout (%s)", cfg.TickInterval, cfg.AckTimeout))
+	}
+	if cfg.MaxGap == 0 {
+		errs = append(errs, errors.New("max_gap must be at least 1"))
+	}
+	for _, l := range []struct {
+		key string
+		v   int
+	}{
+		{"max_tracked_messages", cfg.MaxTrackedMessages},
+		{"max_messages_per_conversation", cfg.MaxMessagesPerConversation},
+		{"max_conversations", cfg.MaxConversations},
+		{"max_devices_per_message", cfg.MaxDevicesPerMessage},
+	} {
+		if l.v < 1 {
+			errs = append(errs, fmt.Errorf("%s must be at least 1, got %d", l.key, l.v))
+		}
+	}
+	if cfg.MaxMessagesPerConversation > cfg.MaxTrackedMessages && cfg.MaxTrackedMessages >= 1 {
+		errs = append(errs, fmt.Errorf("max_messages_per_conversation (%d) must not exceed max_tracked_messages (%d)", cfg.MaxMessagesPerConversation, cfg.MaxTrackedMessages))
+	}
+	if cfg.DecidedCacheSize < 0 {
+		errs = append(errs, fmt.Errorf("decided_cache_size must not be negative, got %d", cfg.DecidedCacheSize))
+	}
+	errs = append(errs, cfg.Outcomes.Validate(), cfg.StageConditions.Validate())
+	return errors.Join(errs...)
+}
+
+// Validate checks that every attribute name is set.
+func (a *AttributesConfig) Validate() error {
+	var errs []error
+	for _, f := range []struct{ key, v string }{
+		{"message_id", a.MessageID},
+		{"conversation_id", a.ConversationID},
+		{"stage", a.Stage},
+		{"seq", a.Seq},
+		{"fanout", a.Fanout},
+		{"recipient_device", a.RecipientDevice},
+		{"push_offline", a.PushOffline},
+	} {
+		if f.v == "" {
+			errs = append(errs, fmt.Errorf("attributes::%s must not be empty", f.key))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the outcome settings.
+func (o *OutcomesConfig) Validate() error {
+	var errs []error
+	switch o.Emit {
+	case EmitModeAll, EmitModeFailures, EmitModeNone:
+	default:
+		errs = append(errs, fmt.Errorf("outcomes::emit: unknown mode %q (want all, failures or none)", o.Emit))
+	}
+	seen := map[Signal]bool{}
+	for _, s := range o.Signals {
+		if s != SignalTraces && s != SignalLogs {
+			errs = append(errs, fmt.Errorf("outcomes::signals: unknown signal %q (want traces or logs)", s))
+		}
+		if seen[s] {
+			errs = append(errs, fmt.Errorf("outcomes::signals: %q listed twice", s))
+		}
+		seen[s] = true
+	}
+	if o.ServiceName == "" {
+		errs = append(errs, errors.New("outcomes::service_name must not be empty"))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate compiles every condition (the result is discarded) so bad OTTL fails at start-up.
+func (s *StageConditionsConfig) Validate() error {
+	_, err := newStageMatchers(s, component.TelemetrySettings{Logger: nopLogger})
+	return err
+}

@@ -1,0 +1,235 @@
+package imlossprocessor // import "github.com/imcol/imcol/processors/imlossprocessor"
+
+import (
+	"context"
+	"encoding/binary"
+	"hash/fnv"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.uber.org/zap"
+
+	"github.com/imcol/imcol/components/imsemconv"
+	"github.com/imcol/imcol/processors/imlossprocessor/internal/tracker"
+)
+
+const scopeName = "github.com/imcol/imcol/processors/imlossprocessor"
+
+func (r *lossRuntime) emitLoop() {
+	defer close(r.emitDone)
+	for item := range r.emitCh {
+		if item.detach >= 0 {
+			r.sinkAt(item.detach).detached = true
+		}
+		if len(item.outcomes) > 0 {
+			r.emit(item.outcomes)
+		}
+		if item.done != nil {
+			close(item.done)
+		}
+	}
+}
+
+func (r *lossRuntime) sinkAt(i int) *sink {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sinks[i]
+}
+
+func (r *lossRuntime) sinksSnapshot() []*sink {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*sink(nil), r.sinks...)
+}
+
+// emit sends outcomes into the pipelines: every pipeline of each listed signal gets all of
+// them; with an empty outcomes.signals each goes back into the pipeline its message came through.
+func (r *lossRuntime) emit(outs []tracker.Outcome) {
+	sinks := r.sinksSnapshot()
+	if len(r.cfg.Outcomes.Signals) == 0 {
+		per := make(map[uint8][]*tracker.Outcome)
+		for i := range outs {
+			per[outs[i].Sink] = append(per[outs[i].Sink], &outs[i])
+		}
+		for idx, list := range per {
+			if int(idx) < len(sinks) {
+				r.send(sinks[idx], list)
+			}
+		}
+		return
+	}
+	all := make([]*tracker.Outcome, len(outs))
+	for i := range outs {
+		all[i] = &outs[i]
+	}
+	for _, s := range sinks {
+		for _, sig := range r.cfg.Outcomes.Signals {
+			if s.signal == sig {
+				r.send(s, all)
+			}
+		}
+	}
+}
+
+func (r *lossRuntime) send(s *sink, outs []*tracker.Outcome) {
+	if s.detached || len(outs) == 0 {
+		return
+	}
+	now := pcommon.NewTimestampFromTime(r.clock.Now())
+	ctx := context.Background()
+	var err error
+	switch s.signal {
+	case SignalTraces:
+		err = s.traces.ConsumeTraces(ctx, r.outcomeTraces(outs, now))
+	case SignalLogs:
+		err = s.logs.ConsumeLogs(ctx, r.outcomeLogs(outs, now))
+	}
+	if err != nil {
+		// Once per batch, not per record; the outcome metrics have counted them already.
+		r.logger.Warn("Failed to emit outcome records", zap.String("signal", string(s.signal)),
+			zap.Int("records", len(outs)), zap.Error(err))
+	}
+}
+
+func (r *lossRuntime) outcomeTraces(outs []*tracker.Outcome, now pcommon.Timestamp) ptrace.Traces {
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("service.name", r.cfg.Outcomes.ServiceName)
+	ss := rs.ScopeSpans().AppendEmpty()
+	ss.Scope().SetName(scopeName)
+	spans := ss.Spans()
+	spans.EnsureCapacity(len(outs))
+	for _, o := range outs {
+		span := spans.AppendEmpty()
+		span.SetName(imsemconv.OutcomeEventName)
+		span.SetKind(ptrace.SpanKindInternal)
+		span.SetTraceID(outcomeTraceID(o))
+		span.SetSpanID(outcomeSpanID(o))
+		start, end := timestamps(o, now)
+		span.SetStartTimestamp(start)
+		span.SetEndTimestamp(end)
+		if o.Outcome == imsemconv.OutcomeLost || o.Outcome == imsemconv.OutcomeLate {
+			span.Status().SetCode(ptrace.StatusCodeError)
+			span.Status().SetMessage(string(o.Reason))
+		}
+		putOutcomeAttributes(span.Attributes(), o)
+	}
+	return td
+}
+
+func (r *lossRuntime) outcomeLogs(outs []*tracker.Outcome, now pcommon.Timestamp) plog.Logs {
+	ld := plog.NewLogs()
+	rl := ld.ResourceLogs().AppendEmpty()
+	rl.Resource().Attributes().PutStr("service.name", r.cfg.Outcomes.ServiceName)
+	sl := rl.ScopeLogs().AppendEmpty()
+	sl.Scope().SetName(scopeName)
+	records := sl.LogRecords()
+	records.EnsureCapacity(len(outs))
+	for _, o := range outs {
+		lr := records.AppendEmpty()
+		lr.SetEventName(imsemconv.OutcomeEventName)
+		_, end := timestamps(o, now)
+		lr.SetTimestamp(end)
+		lr.SetObservedTimestamp(now)
+		lr.SetTraceID(outcomeTraceID(o))
+		if o.Outcome == imsemconv.OutcomeLost {
+			lr.SetSeverityNumber(plog.SeverityNumberWarn)
+			lr.SetSeverityText("WARN")
+		} else {
+			lr.SetSeverityNumber(plog.SeverityNumberInfo)
+			lr.SetSeverityText("INFO")
+		}
+		putOutcomeAttributes(lr.Attributes(), o)
+	}
+	return ld
+}
+
+// putOutcomeAttributes writes the same attributes on spans and log records, so consumers
+// (the SLO connector) can count either. Ids and reasons only, never message content.
+func putOutcomeAttributes(m pcommon.Map, o *tracker.Outcome) {
+	m.EnsureCapacity(8)
+	m.PutStr(imsemconv.AttrOutcome, string(o.Outcome))
+	if o.MessageID != "" {
+		m.PutStr(imsemconv.AttrMessageID, o.MessageID)
+	}
+	if o.ConversationID != "" {
+		m.PutStr(imsemconv.AttrConversationID, o.ConversationID)
+	}
+	if o.DeviceID != "" {
+		m.PutStr(imsemconv.AttrRecipientDevice, o.DeviceID)
+	}
+	switch o.Outcome {
+	case imsemconv.OutcomeDelivered:
+		if o.HasLatency {
+			m.PutDouble(imsemconv.AttrDeliveryLatency, o.LatencyMs)
+		}
+	case imsemconv.OutcomeLost:
+		m.PutStr(imsemconv.AttrLossStage, o.Stage.String())
+		m.PutStr(imsemconv.AttrLossReason, string(o.Reason))
+		if o.LostDevices > 0 {
+			m.PutInt(imsemconv.AttrLossDevices, int64(o.LostDevices))
+		}
+	case imsemconv.OutcomeLate:
+		m.PutStr(imsemconv.AttrStage, o.Stage.String())
+		m.PutStr(imsemconv.AttrLossStage, o.LossStage.String())
+		m.PutStr(imsemconv.AttrLossReason, string(o.Reason))
+	case imsemconv.OutcomeDuplicate:
+		m.PutStr(imsemconv.AttrStage, o.Stage.String())
+	}
+	if o.HasSeq {
+		m.PutInt(imsemconv.AttrSeq, o.Seq)
+		m.PutInt(imsemconv.AttrSeqGapSize, int64(min(o.GapSize, uint64(1<<63-1))))
+		if o.Anomaly {
+			m.PutBool(imsemconv.AttrSeqGapAnomaly, true)
+		}
+	}
+}
+
+// timestamps gives the outcome span's extent: send (or first sighting) to last ack (or the
+// decision), never inverted.
+func timestamps(o *tracker.Outcome, now pcommon.Timestamp) (start, end pcommon.Timestamp) {
+	start, end = pcommon.Timestamp(max(o.Start, 0)), pcommon.Timestamp(max(o.End, 0))
+	if end == 0 {
+		end = now
+	}
+	if start == 0 || start > end {
+		start = end
+	}
+	return start, end
+}
+
+// outcomeTraceID keeps the outcome in the message's own trace; without one (log-only
+// services, seq gaps) it derives a stable id from the message, so repeated outcomes of the
+// same message share a trace.
+func outcomeTraceID(o *tracker.Outcome) pcommon.TraceID {
+	if !o.TraceID.IsEmpty() {
+		return o.TraceID
+	}
+	h := fnv.New128a()
+	if o.MessageID != "" {
+		_, _ = h.Write([]byte(o.MessageID))
+	} else {
+		_, _ = h.Write([]byte(o.ConversationID))
+		_ = binary.Write(h, binary.LittleEndian, o.Seq)
+	}
+	var id pcommon.TraceID
+	copy(id[:], h.Sum(nil))
+	return id
+}
+
+func outcomeSpanID(o *tracker.Outcome) pcommon.SpanID {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(o.MessageID))
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write([]byte(o.Outcome))
+	_, _ = h.Write([]byte(o.DeviceID))
+	_, _ = h.Write([]byte(o.ConversationID))
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:8], uint64(o.Seq))
+	binary.LittleEndian.PutUint64(b[8:], uint64(o.End))
+	_, _ = h.Write(b[:])
+	var id pcommon.SpanID
+	binary.BigEndian.PutUint64(id[:], h.Sum64())
+	return id
+}

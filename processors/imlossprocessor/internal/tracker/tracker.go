@@ -1,0 +1,963 @@
+// Package tracker holds the loss-detection state machine. It is single-threaded by design
+// (one goroutine owns it, as in the tail sampling processor) and driven by explicit
+// timestamps, so every rule can be stepped through in tests without a clock.
+package tracker // import "github.com/imcol/imcol/processors/imlossprocessor/internal/tracker"
+
+import (
+	"hash/maphash"
+	"math"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+
+	"github.com/imcol/imcol/components/imsemconv"
+	"github.com/imcol/imcol/processors/imlossprocessor/internal/event"
+	"github.com/imcol/imcol/processors/imlossprocessor/internal/seqgap"
+)
+
+// Config bounds and times the tracker. All limits must be >= 1.
+type Config struct {
+	AckTimeout     time.Duration
+	OfflineTimeout time.Duration
+	ReorderWindow  time.Duration
+	MaxGap         uint64
+
+	MaxMessages          int
+	MaxPerConversation   int
+	MaxConversations     int
+	MaxDevicesPerMessage int
+	DecidedCacheSize     int
+}
+
+// Outcome is one outcome record, before it is turned into a span or a log record.
+type Outcome struct {
+	Outcome imsemconv.Outcome
+	// Stage is the loss stage of a lost message, the event's stage for duplicates and late
+	// events, and ack for delivered messages.
+	Stage imsemconv.Stage
+	// Reason is why the message was lost (for late events: why it had been declared lost).
+	Reason imsemconv.LossReason
+	// LossStage is, for late events, the stage at which the message had been declared lost.
+	LossStage imsemconv.Stage
+
+	MessageID      string
+	ConversationID string
+	DeviceID       string
+	TraceID        pcommon.TraceID
+
+	// Start and End (unix ns) span the message's life: send (or first sighting) to last ack
+	// (or the decision).
+	Start, End int64
+	LatencyMs  float64
+	HasLatency bool
+
+	Seq         int64
+	HasSeq      bool
+	GapSize     uint64
+	Anomaly     bool
+	LostDevices int
+
+	Sink uint8
+}
+
+// EvictedState names the bounded structure an eviction came from.
+type EvictedState int
+
+const (
+	EvictedMessage EvictedState = iota
+	EvictedConversation
+	EvictedSeqGap
+	EvictedDecided
+	numEvictedStates
+)
+
+// Counters are what the tracker counted since the last TakeCounters.
+type Counters struct {
+	SeqGaps        int64
+	Evicted        [numEvictedStates]int64
+	Orphans        int64
+	TooManyDevices int64
+}
+
+const (
+	devPushed uint8 = 1 << iota
+	devOffline
+	devDelivered
+	devAcked
+)
+
+const (
+	msgHasDev0 uint8 = 1 << iota
+	msgOffline
+	msgInOfflineQueue
+	msgHasExtra // devices beyond the first live in Tracker.extra
+	// The high nibble holds the first device's dev* flags.
+	dev0Shift = 4
+)
+
+type device struct {
+	id    string
+	flags uint8
+}
+
+// noTime marks an unknown event time in message.sendDelta and message.ackDelta.
+const noTime = math.MinInt32
+
+// message is exactly 112 bytes, a Go size class: a million of them must fit in the memory
+// budget, so event times are stored as microsecond offsets from firstSeen (±35 minutes;
+// beyond that the latency is reported unknown), the first device's flags share a byte
+// with the message flags, and further devices of group messages live in Tracker.extra.
+type message struct {
+	id           string
+	conv         *conversation
+	prev, next   *message // timeout queue
+	cprev, cnext *message // conversation list, oldest first
+	traceID      pcommon.TraceID
+	dev0         string
+	firstSeen    int64 // tracker clock, unix ns
+	sendDelta    int32 // send event time - firstSeen, µs
+	ackDelta     int32 // last ack event time - firstSeen, µs
+	fanout       uint32
+	seen, failed uint8 // bit per Stage
+	flags        uint8
+	sink         uint8
+}
+
+func (m *message) toDelta(t int64) (int32, bool) {
+	if t <= 0 {
+		return 0, false
+	}
+	d := (t - m.firstSeen) / 1e3
+	if d <= math.MinInt32 || d > math.MaxInt32 {
+		return 0, false
+	}
+	return int32(d), true
+}
+
+func (m *message) fromDelta(d int32) int64 {
+	if d == noTime {
+		return 0
+	}
+	return m.firstSeen + int64(d)*1e3
+}
+
+// sendTime is the earliest send event time (unix ns), 0 when unknown.
+func (m *message) sendTime() int64 { return m.fromDelta(m.sendDelta) }
+
+// lastAck is the latest ack event time (unix ns), 0 when unknown.
+func (m *message) lastAck() int64 { return m.fromDelta(m.ackDelta) }
+
+func (m *message) noteSend(t int64) {
+	if d, ok := m.toDelta(t); ok && (m.sendDelta == noTime || d < m.sendDelta) {
+		m.sendDelta = d
+	}
+}
+
+func (m *message) noteAck(t int64) {
+	if d, ok := m.toDelta(t); ok && (m.ackDelta == noTime || d > m.ackDelta) {
+		m.ackDelta = d
+	}
+}
+
+type deviceSet struct {
+	list  []device
+	index map[string]int32 // built once the list is long enough for scans to hurt
+}
+
+const deviceIndexThreshold = 16
+
+type queue struct {
+	head, tail *message
+}
+
+func (q *queue) push(m *message) {
+	m.prev, m.next = q.tail, nil
+	if q.tail != nil {
+		q.tail.next = m
+	} else {
+		q.head = m
+	}
+	q.tail = m
+}
+
+func (q *queue) remove(m *message) {
+	if m.prev != nil {
+		m.prev.next = m.next
+	} else {
+		q.head = m.next
+	}
+	if m.next != nil {
+		m.next.prev = m.prev
+	} else {
+		q.tail = m.prev
+	}
+	m.prev, m.next = nil, nil
+}
+
+type conversation struct {
+	id               string
+	head, tail       *message
+	count            int
+	lruPrev, lruNext *conversation
+	gapPrev, gapNext *conversation
+	inGapList        bool
+	seq              seqgap.Detector
+}
+
+type decided struct {
+	outcome uint8 // decidedDelivered or decidedLost
+	stage   imsemconv.Stage
+	reason  uint8
+	late    bool
+	// undelivered counts devices that acked before their deliver event arrived: that many
+	// deliver events after the decision are out-of-order originals, not duplicates.
+	undelivered uint8
+}
+
+const (
+	decidedDelivered uint8 = iota + 1
+	decidedLost
+)
+
+var reasons = [...]imsemconv.LossReason{"", imsemconv.ReasonAckTimeout, imsemconv.ReasonSeqGap, imsemconv.ReasonStageFailed, imsemconv.ReasonEvicted}
+
+func reasonCode(r imsemconv.LossReason) uint8 {
+	for i, v := range reasons {
+		if v == r {
+			return uint8(i)
+		}
+	}
+	return 0
+}
+
+// Tracker follows messages from send to ack. It is not safe for concurrent use.
+type Tracker struct {
+	cfg  Config
+	seed maphash.Seed
+
+	ids     index
+	extra   map[*message]*deviceSet
+	main    queue
+	offline queue
+
+	convs            map[string]*conversation
+	lruHead, lruTail *conversation
+	gapHead, gapTail *conversation
+
+	decided     map[uint64]decided
+	decidedRing []uint64
+	ringStart   int
+	ringLen     int
+
+	out      []Outcome
+	counters Counters
+	scratch  []seqgap.Range
+}
+
+// New returns an empty tracker.
+func New(cfg Config) *Tracker {
+	return &Tracker{
+		cfg:         cfg,
+		seed:        maphash.MakeSeed(),
+		ids:         newIndex(),
+		extra:       make(map[*message]*deviceSet),
+		convs:       make(map[string]*conversation),
+		decided:     make(map[uint64]decided),
+		decidedRing: make([]uint64, cfg.DecidedCacheSize),
+	}
+}
+
+// Len is the number of messages in flight.
+func (t *Tracker) Len() int { return t.ids.n }
+
+// TakeOutcomes returns the outcomes decided since the last call; the caller owns the slice.
+func (t *Tracker) TakeOutcomes() []Outcome {
+	out := t.out
+	t.out = nil
+	return out
+}
+
+// TakeCounters returns and resets the counters.
+func (t *Tracker) TakeCounters() Counters {
+	c := t.counters
+	t.counters = Counters{}
+	return c
+}
+
+func (t *Tracker) hash(id string) uint64 { return maphash.String(t.seed, id) }
+
+func (t *Tracker) lookup(id string) *message { return t.ids.get(id) }
+
+// Apply feeds one event observed at tracker time now. It reports whether the event is a
+// duplicate delivery (which the caller may drop).
+func (t *Tracker) Apply(now int64, ev *event.Event) (duplicate bool) {
+	if ev.Stage == imsemconv.StagePersist && ev.HasSeq && ev.ConversationID != "" {
+		t.observeSeq(now, ev)
+	}
+	m := t.lookup(ev.MessageID)
+	if m == nil {
+		h := t.hash(ev.MessageID)
+		if d, ok := t.decided[h]; ok {
+			return t.afterDecision(h, d, ev)
+		}
+		m = t.insert(now, ev)
+	} else if m.conv == nil && ev.ConversationID != "" {
+		t.attach(m, t.conversation(ev.ConversationID, now))
+	}
+	if m.conv != nil {
+		t.touch(m.conv)
+	}
+	dup := t.update(m, ev)
+	if m.seen&(bit(imsemconv.StageSend)|bit(imsemconv.StagePush)) == bit(imsemconv.StageSend)|bit(imsemconv.StagePush) && t.allAcked(m) {
+		// Decide as soon as the evidence is complete: send gives the latency, push the
+		// expected fan-out. Without them the deadline decides.
+		t.decide(m, now)
+	}
+	return dup
+}
+
+func bit(s imsemconv.Stage) uint8 { return 1 << s }
+
+func (t *Tracker) insert(now int64, ev *event.Event) *message {
+	for t.Len() >= t.cfg.MaxMessages && t.evictOldest(now) {
+	}
+	var c *conversation
+	if ev.ConversationID != "" {
+		c = t.conversation(ev.ConversationID, now)
+		if c.count >= t.cfg.MaxPerConversation {
+			t.evict(c.head, now)
+			// The eviction may have dropped an empty conversation without a seq baseline.
+			c = t.conversation(ev.ConversationID, now)
+		}
+	}
+	m := &message{id: ev.MessageID, firstSeen: now, sink: ev.Sink, sendDelta: noTime, ackDelta: noTime}
+	t.ids.put(m)
+	t.main.push(m)
+	if c != nil {
+		t.attach(m, c)
+	}
+	return m
+}
+
+func (t *Tracker) attach(m *message, c *conversation) {
+	m.conv = c
+	m.cprev, m.cnext = c.tail, nil
+	if c.tail != nil {
+		c.tail.cnext = m
+	} else {
+		c.head = m
+	}
+	c.tail = m
+	c.count++
+}
+
+func (t *Tracker) detach(m *message) {
+	c := m.conv
+	if c == nil {
+		return
+	}
+	if m.cprev != nil {
+		m.cprev.cnext = m.cnext
+	} else {
+		c.head = m.cnext
+	}
+	if m.cnext != nil {
+		m.cnext.cprev = m.cprev
+	} else {
+		c.tail = m.cprev
+	}
+	m.cprev, m.cnext, m.conv = nil, nil, nil
+	c.count--
+	if c.count == 0 {
+		// A conversation is kept only while it has messages in flight or a seq
+		// baseline worth remembering.
+		if _, initialised := c.seq.State(); !initialised {
+			t.dropConversation(c)
+		}
+	}
+}
+
+func (t *Tracker) update(m *message, ev *event.Event) (duplicate bool) {
+	b := bit(ev.Stage)
+	m.seen |= b
+	if ev.Failed {
+		m.failed |= b
+	} else {
+		// A later success of the same stage supersedes a failed attempt (retries).
+		m.failed &^= b
+	}
+	if m.traceID.IsEmpty() && !ev.TraceID.IsEmpty() {
+		m.traceID = ev.TraceID
+	}
+	switch ev.Stage {
+	case imsemconv.StageSend:
+		m.noteSend(ev.Start)
+	case imsemconv.StagePush:
+		if ev.Fanout > m.fanout {
+			m.fanout = ev.Fanout
+		}
+		if ev.DeviceID == "" {
+			if ev.Offline {
+				m.flags |= msgOffline
+			}
+			return false
+		}
+		d, ok := t.device(m, ev.DeviceID)
+		if !ok {
+			return false
+		}
+		f := devPushed
+		if ev.Offline {
+			f |= devOffline
+		}
+		t.addDevFlags(m, d, f)
+	case imsemconv.StageDeliver:
+		if ev.Failed {
+			return false
+		}
+		d, ok := t.device(m, ev.DeviceID)
+		if !ok {
+			return false
+		}
+		if t.devFlags(m, d)&devDelivered != 0 {
+			t.out = append(t.out, Outcome{
+				Outcome: imsemconv.OutcomeDuplicate, Stage: imsemconv.StageDeliver,
+				MessageID: m.id, ConversationID: t.convID(m, ev), DeviceID: ev.DeviceID,
+				TraceID: m.traceID, Start: ev.Start, End: ev.End, Sink: ev.Sink,
+			})
+			return true
+		}
+		t.addDevFlags(m, d, devDelivered)
+	case imsemconv.StageAck:
+		if ev.Failed {
+			return false
+		}
+		d, ok := t.device(m, ev.DeviceID)
+		if !ok {
+			return false
+		}
+		t.addDevFlags(m, d, devAcked)
+		m.noteAck(ev.End)
+	}
+	return false
+}
+
+func (t *Tracker) convID(m *message, ev *event.Event) string {
+	if m.conv != nil {
+		return m.conv.id
+	}
+	return ev.ConversationID
+}
+
+// device finds or adds the recipient device and returns its handle: -1 for the first
+// device (stored inline), else its index in Tracker.extra. ok is false when the
+// per-message limit is reached.
+func (t *Tracker) device(m *message, id string) (handle int, ok bool) {
+	if m.flags&msgHasDev0 == 0 {
+		m.flags |= msgHasDev0
+		m.dev0 = id
+		return -1, true
+	}
+	if m.dev0 == id {
+		return -1, true
+	}
+	var ds *deviceSet
+	if m.flags&msgHasExtra != 0 {
+		ds = t.extra[m]
+	}
+	if ds != nil {
+		if ds.index != nil {
+			if i, found := ds.index[id]; found {
+				return int(i), true
+			}
+		} else {
+			for i := range ds.list {
+				if ds.list[i].id == id {
+					return i, true
+				}
+			}
+		}
+	}
+	if 1+ds.len()+1 > t.cfg.MaxDevicesPerMessage {
+		t.counters.TooManyDevices++
+		return 0, false
+	}
+	if ds == nil {
+		ds = &deviceSet{}
+		t.extra[m] = ds
+		m.flags |= msgHasExtra
+	}
+	ds.list = append(ds.list, device{id: id})
+	if ds.index != nil {
+		ds.index[id] = int32(len(ds.list) - 1)
+	} else if len(ds.list) > deviceIndexThreshold {
+		ds.index = make(map[string]int32, len(ds.list)*2)
+		for i := range ds.list {
+			ds.index[ds.list[i].id] = int32(i)
+		}
+	}
+	return len(ds.list) - 1, true
+}
+
+func (ds *deviceSet) len() int {
+	if ds == nil {
+		return 0
+	}
+	return len(ds.list)
+}
+
+func (t *Tracker) devFlags(m *message, handle int) uint8 {
+	if handle < 0 {
+		return m.flags >> dev0Shift
+	}
+	return t.extra[m].list[handle].flags
+}
+
+func (t *Tracker) addDevFlags(m *message, handle int, f uint8) {
+	if handle < 0 {
+		m.flags |= f << dev0Shift
+		return
+	}
+	t.extra[m].list[handle].flags |= f
+}
+
+func (t *Tracker) forEachDevice(m *message, fn func(id string, flags uint8)) {
+	if m.flags&msgHasDev0 == 0 {
+		return
+	}
+	fn(m.dev0, m.flags>>dev0Shift)
+	if m.flags&msgHasExtra == 0 {
+		return
+	}
+	if ds := t.extra[m]; ds != nil {
+		for i := range ds.list {
+			fn(ds.list[i].id, ds.list[i].flags)
+		}
+	}
+}
+
+// expected is the number of recipient devices that must ack: the announced fan-out, or
+// else every device seen (at least one).
+func (t *Tracker) expected(m *message) (expected, known, acked int) {
+	t.forEachDevice(m, func(_ string, f uint8) {
+		known++
+		if f&devAcked != 0 {
+			acked++
+		}
+	})
+	expected = int(m.fanout)
+	if expected == 0 {
+		expected = max(1, known)
+	}
+	return expected, known, acked
+}
+
+func (t *Tracker) allAcked(m *message) bool {
+	expected, _, acked := t.expected(m)
+	return acked >= expected
+}
+
+func (t *Tracker) offlinePending(m *message) bool {
+	if m.flags&msgOffline != 0 {
+		return true
+	}
+	pending := false
+	t.forEachDevice(m, func(_ string, f uint8) {
+		if f&(devOffline|devAcked) == devOffline {
+			pending = true
+		}
+	})
+	return pending
+}
+
+// TickBudget bounds the outcomes one Tick call produces, so a mass expiry (a recipient
+// service down for ack_timeout) is emitted in batches instead of one huge allocation.
+const TickBudget = 4096
+
+// Tick decides the messages and gaps whose time is up at now. It stops once TickBudget
+// outcomes are pending and reports whether more are due: call TakeOutcomes and Tick again.
+func (t *Tracker) Tick(now int64) (more bool) {
+	ack, offline := int64(t.cfg.AckTimeout), int64(t.cfg.OfflineTimeout)
+	for m := t.main.head; m != nil && m.firstSeen+ack <= now; m = t.main.head {
+		if len(t.out) >= TickBudget {
+			return true
+		}
+		if !t.allAcked(m) && t.offlinePending(m) {
+			// An offline recipient is waiting in the offline queue, not lost (yet).
+			t.main.remove(m)
+			m.flags |= msgInOfflineQueue
+			t.offline.push(m)
+			continue
+		}
+		t.decide(m, now)
+	}
+	for m := t.offline.head; m != nil && m.firstSeen+offline <= now; m = t.offline.head {
+		if len(t.out) >= TickBudget {
+			return true
+		}
+		t.decide(m, now)
+	}
+	for c := t.gapHead; c != nil; {
+		if len(t.out) >= TickBudget {
+			return true
+		}
+		next := c.gapNext
+		t.scratch = c.seq.Expire(now, t.scratch[:0])
+		for _, r := range t.scratch {
+			t.emitGap(c, r)
+		}
+		if !c.seq.Pending() {
+			t.unlinkGap(c)
+		}
+		c = next
+	}
+	return false
+}
+
+const originStages = 1<<imsemconv.StageSend | 1<<imsemconv.StagePersist | 1<<imsemconv.StagePush
+
+// decide settles a message whose evidence is complete or whose time is up.
+func (t *Tracker) decide(m *message, now int64) {
+	if m.seen&originStages == 0 {
+		// Only deliver/ack were seen: the message's history began before we could see it
+		// (a restart without storage, or events older than the decided-cache memory).
+		// There is nothing to judge, and judging would invent outcomes.
+		t.counters.Orphans++
+		t.remove(m)
+		return
+	}
+	if t.allAcked(m) {
+		o := t.base(m, imsemconv.OutcomeDelivered, imsemconv.StageAck, "")
+		send, lastAck := m.sendTime(), m.lastAck()
+		o.End = lastAck
+		if send > 0 && lastAck >= send {
+			o.LatencyMs = float64(lastAck-send) / 1e6
+			o.HasLatency = true
+		}
+		if o.End == 0 {
+			o.End = now
+		}
+		t.out = append(t.out, o)
+		undelivered := 0
+		t.forEachDevice(m, func(_ string, f uint8) {
+			if f&(devAcked|devDelivered) == devAcked {
+				undelivered++
+			}
+		})
+		t.remember(m, decided{outcome: decidedDelivered, stage: imsemconv.StageAck, undelivered: uint8(min(undelivered, 255))})
+		t.remove(m)
+		return
+	}
+	reason := imsemconv.ReasonAckTimeout
+	stage, lostDevices, dev := t.lossStage(m)
+	if m.failed != 0 {
+		reason = imsemconv.ReasonStageFailed
+		for s := imsemconv.StageAck; s > imsemconv.StageUnknown; s-- {
+			if m.failed&bit(s) != 0 {
+				stage = s
+				break
+			}
+		}
+	}
+	t.lose(m, now, stage, reason, lostDevices, dev)
+}
+
+func (t *Tracker) lose(m *message, now int64, stage imsemconv.Stage, reason imsemconv.LossReason, lostDevices int, dev string) {
+	o := t.base(m, imsemconv.OutcomeLost, stage, reason)
+	o.End = now
+	o.LostDevices = lostDevices
+	o.DeviceID = dev
+	t.out = append(t.out, o)
+	t.remember(m, decided{outcome: decidedLost, stage: stage, reason: reasonCode(reason)})
+	t.remove(m)
+}
+
+func (t *Tracker) base(m *message, outcome imsemconv.Outcome, stage imsemconv.Stage, reason imsemconv.LossReason) Outcome {
+	o := Outcome{
+		Outcome: outcome, Stage: stage, Reason: reason,
+		MessageID: m.id, TraceID: m.traceID, Start: m.sendTime(), Sink: m.sink,
+	}
+	if m.conv != nil {
+		o.ConversationID = m.conv.id
+	}
+	if o.Start == 0 {
+		o.Start = m.firstSeen
+	}
+	return o
+}
+
+// lossStage is the last stage reached by the least advanced recipient device that did not
+// ack, how many devices did not ack, and that device's id when exactly one known device is missing.
+func (t *Tracker) lossStage(m *message) (imsemconv.Stage, int, string) {
+	msgLevel := imsemconv.StageUnknown
+	for _, s := range [...]imsemconv.Stage{imsemconv.StagePush, imsemconv.StagePersist, imsemconv.StageSend} {
+		if m.seen&bit(s) != 0 {
+			msgLevel = s
+			break
+		}
+	}
+	lowest := imsemconv.StageAck
+	missing := 0
+	var dev string
+	expected, known, acked := t.expected(m)
+	t.forEachDevice(m, func(id string, f uint8) {
+		if f&devAcked != 0 {
+			return
+		}
+		s := msgLevel
+		if f&devPushed != 0 && s < imsemconv.StagePush {
+			s = imsemconv.StagePush
+		}
+		if f&devDelivered != 0 {
+			s = imsemconv.StageDeliver
+		}
+		lowest = min(lowest, s)
+		missing++
+		dev = id
+	})
+	if unseen := expected - known; unseen > 0 {
+		lowest = min(lowest, msgLevel)
+		missing += unseen
+		dev = ""
+	}
+	if missing != 1 {
+		dev = ""
+	}
+	if missing == 0 {
+		missing = expected - acked
+		lowest = msgLevel
+	}
+	return lowest, missing, dev
+}
+
+func (t *Tracker) evict(m *message, now int64) {
+	t.counters.Evicted[EvictedMessage]++
+	stage, lostDevices, dev := t.lossStage(m)
+	t.lose(m, now, stage, imsemconv.ReasonEvicted, lostDevices, dev)
+}
+
+// evictOldest evicts the message seen first, from either queue; false when both are empty.
+func (t *Tracker) evictOldest(now int64) bool {
+	m := t.main.head
+	if o := t.offline.head; o != nil && (m == nil || o.firstSeen <= m.firstSeen) {
+		m = o
+	}
+	if m == nil {
+		return false
+	}
+	t.evict(m, now)
+	return true
+}
+
+func (t *Tracker) remove(m *message) {
+	if m.flags&msgInOfflineQueue != 0 {
+		t.offline.remove(m)
+	} else {
+		t.main.remove(m)
+	}
+	t.detach(m)
+	t.ids.remove(m)
+	if m.flags&msgHasExtra != 0 {
+		delete(t.extra, m)
+	}
+}
+
+// remember keeps a bounded memory of decisions so late events and late duplicates are
+// recognised instead of starting a new message.
+func (t *Tracker) remember(m *message, d decided) {
+	if t.cfg.DecidedCacheSize == 0 {
+		return
+	}
+	h := t.hash(m.id)
+	if _, ok := t.decided[h]; ok {
+		t.decided[h] = d
+		return
+	}
+	if t.ringLen == len(t.decidedRing) {
+		oldest := t.decidedRing[t.ringStart]
+		delete(t.decided, oldest)
+		t.ringStart = (t.ringStart + 1) % len(t.decidedRing)
+		t.ringLen--
+		t.counters.Evicted[EvictedDecided]++
+	}
+	t.decidedRing[(t.ringStart+t.ringLen)%len(t.decidedRing)] = h
+	t.ringLen++
+	t.decided[h] = d
+}
+
+func (t *Tracker) afterDecision(h uint64, d decided, ev *event.Event) bool {
+	switch d.outcome {
+	case decidedDelivered:
+		if ev.Stage == imsemconv.StageDeliver && !ev.Failed {
+			if d.undelivered > 0 {
+				d.undelivered--
+				t.decided[h] = d
+				return false
+			}
+			// Every expected device had acked, so another delivery repeats one of them.
+			t.out = append(t.out, Outcome{
+				Outcome: imsemconv.OutcomeDuplicate, Stage: imsemconv.StageDeliver,
+				MessageID: ev.MessageID, ConversationID: ev.ConversationID, DeviceID: ev.DeviceID,
+				TraceID: ev.TraceID, Start: ev.Start, End: ev.End, Sink: ev.Sink,
+			})
+			return true
+		}
+	case decidedLost:
+		if !d.late {
+			d.late = true
+			t.decided[h] = d
+			t.out = append(t.out, Outcome{
+				Outcome: imsemconv.OutcomeLate, Stage: ev.Stage, LossStage: d.stage, Reason: reasons[d.reason],
+				MessageID: ev.MessageID, ConversationID: ev.ConversationID, DeviceID: ev.DeviceID,
+				TraceID: ev.TraceID, Start: ev.Start, End: ev.End, Sink: ev.Sink,
+			})
+		}
+	}
+	return false
+}
+
+// conversation returns the conversation, creating it (and evicting the least recently
+// active one when full) if needed, and marks it active.
+func (t *Tracker) conversation(id string, now int64) *conversation {
+	if c := t.convs[id]; c != nil {
+		t.touch(c)
+		return c
+	}
+	if len(t.convs) >= t.cfg.MaxConversations && t.lruHead != nil {
+		t.evictConversation(t.lruHead, now)
+	}
+	c := &conversation{id: id}
+	t.convs[id] = c
+	t.lruPush(c)
+	return c
+}
+
+func (t *Tracker) evictConversation(c *conversation, now int64) {
+	t.counters.Evicted[EvictedConversation]++
+	if n := len(c.seq.OpenRanges()); n > 0 {
+		t.counters.Evicted[EvictedSeqGap] += int64(n)
+	}
+	// Its messages cannot stay: the per-conversation bookkeeping is going away. They are
+	// the least recently active anyway.
+	for c.head != nil {
+		t.evict(c.head, now)
+		if t.convs[c.id] != c {
+			return // evict dropped the conversation already
+		}
+	}
+	t.dropConversation(c)
+}
+
+func (t *Tracker) dropConversation(c *conversation) {
+	if t.convs[c.id] != c {
+		return
+	}
+	delete(t.convs, c.id)
+	t.lruRemove(c)
+	if c.inGapList {
+		t.unlinkGap(c)
+	}
+}
+
+func (t *Tracker) touch(c *conversation) {
+	if t.lruTail == c {
+		return
+	}
+	t.lruRemove(c)
+	t.lruPush(c)
+}
+
+func (t *Tracker) lruPush(c *conversation) {
+	c.lruPrev, c.lruNext = t.lruTail, nil
+	if t.lruTail != nil {
+		t.lruTail.lruNext = c
+	} else {
+		t.lruHead = c
+	}
+	t.lruTail = c
+}
+
+func (t *Tracker) lruRemove(c *conversation) {
+	if c.lruPrev != nil {
+		c.lruPrev.lruNext = c.lruNext
+	} else if t.lruHead == c {
+		t.lruHead = c.lruNext
+	}
+	if c.lruNext != nil {
+		c.lruNext.lruPrev = c.lruPrev
+	} else if t.lruTail == c {
+		t.lruTail = c.lruPrev
+	}
+	c.lruPrev, c.lruNext = nil, nil
+}
+
+func (t *Tracker) linkGap(c *conversation) {
+	if c.inGapList {
+		return
+	}
+	c.inGapList = true
+	c.gapPrev, c.gapNext = t.gapTail, nil
+	if t.gapTail != nil {
+		t.gapTail.gapNext = c
+	} else {
+		t.gapHead = c
+	}
+	t.gapTail = c
+}
+
+func (t *Tracker) unlinkGap(c *conversation) {
+	if !c.inGapList {
+		return
+	}
+	if c.gapPrev != nil {
+		c.gapPrev.gapNext = c.gapNext
+	} else {
+		t.gapHead = c.gapNext
+	}
+	if c.gapNext != nil {
+		c.gapNext.gapPrev = c.gapPrev
+	} else {
+		t.gapTail = c.gapPrev
+	}
+	c.gapPrev, c.gapNext, c.inGapList = nil, nil, false
+}
+
+func (t *Tracker) observeSeq(now int64, ev *event.Event) {
+	c := t.conversation(ev.ConversationID, now)
+	res := c.seq.Observe(ev.Seq, now, int64(t.cfg.ReorderWindow), t.cfg.MaxGap, ev.Sink)
+	if res.Anomaly {
+		t.counters.SeqGaps++
+		t.out = append(t.out, Outcome{
+			Outcome: imsemconv.OutcomeLost, Stage: imsemconv.StagePersist, Reason: imsemconv.ReasonSeqGap,
+			ConversationID: c.id, Seq: res.AnomalyLo, HasSeq: true, GapSize: res.AnomalySize, Anomaly: true,
+			Start: ev.Start, End: ev.End, Sink: ev.Sink,
+		})
+	}
+	if res.HasConfirmed {
+		t.emitGap(c, res.Confirmed)
+	}
+	if res.Opened {
+		t.linkGap(c)
+	}
+	if !c.seq.Pending() {
+		t.unlinkGap(c)
+	}
+}
+
+// emitGap reports each missing seq of a confirmed gap as a lost message: the message was
+// never reported anywhere, and one record per missing seq keeps loss counts exact.
+// A gap holds at most max_gap numbers, so this is bounded.
+func (t *Tracker) emitGap(c *conversation, r seqgap.Range) {
+	t.counters.SeqGaps++
+	size := r.Size()
+	for s := r.Lo; ; s++ {
+		t.out = append(t.out, Outcome{
+			Outcome: imsemconv.OutcomeLost, Stage: imsemconv.StagePersist, Reason: imsemconv.ReasonSeqGap,
+			ConversationID: c.id, Seq: s, HasSeq: true, GapSize: size, Sink: r.Sink,
+			Start: r.Deadline - int64(t.cfg.ReorderWindow), End: r.Deadline,
+		})
+		if s == r.Hi {
+			break
+		}
+	}
+}

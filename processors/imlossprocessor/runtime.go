@@ -1,0 +1,400 @@
+package imlossprocessor // import "github.com/imcol/imcol/processors/imlossprocessor"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/extension/xextension/storage"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/zap"
+
+	"github.com/imcol/imcol/components/imsemconv"
+	"github.com/imcol/imcol/processors/imlossprocessor/internal/event"
+	"github.com/imcol/imcol/processors/imlossprocessor/internal/metadata"
+	"github.com/imcol/imcol/processors/imlossprocessor/internal/tracker"
+)
+
+// sink is one pipeline this processor instance is part of; outcomes can go back into it.
+type sink struct {
+	signal   Signal
+	traces   consumer.Traces
+	logs     consumer.Logs
+	detached bool // set by the emitter goroutine only
+}
+
+type workItem struct {
+	events *[]event.Event
+	reply  chan []int32 // refs of duplicate deliveries, when the caller drops them
+	// tickDone asks for a tick instead (tests): it runs after all earlier work, and is
+	// closed once the tick's outcomes have reached the next consumers.
+	tickDone chan struct{}
+}
+
+type emitItem struct {
+	outcomes []tracker.Outcome
+	detach   int // sink index to detach, or -1
+	done     chan struct{}
+}
+
+// lossRuntime is the tracker shared by every pipeline of one configured im_loss instance.
+// One goroutine (loop) owns the tracker; a second (emitLoop) turns outcomes into spans and
+// log records and calls the next consumers, so exporting never stalls state handling and
+// no state is touched while a consumer runs.
+type lossRuntime struct {
+	cfg     *Config
+	id      component.ID
+	logger  *zap.Logger
+	tel     *metadata.TelemetryBuilder
+	attrs   *metricAttrs
+	clock   clock
+	extract *extractor
+	tr      *tracker.Tracker
+
+	mu    sync.Mutex // guards sinks (appended while pipelines are built)
+	sinks []*sink
+
+	work     chan workItem
+	emitCh   chan emitItem
+	stopping chan struct{}
+	loopDone chan struct{}
+	emitDone chan struct{}
+	events   sync.Pool
+
+	client storage.Client
+}
+
+const maxSinks = 255
+
+func newLossRuntime(set component.TelemetrySettings, id component.ID, cfg *Config, clk clock) (*lossRuntime, error) {
+	tel, err := metadata.NewTelemetryBuilder(set)
+	if err != nil {
+		return nil, err
+	}
+	matchers, err := newStageMatchers(&cfg.StageConditions, set)
+	if err != nil {
+		tel.Shutdown()
+		return nil, err
+	}
+	r := &lossRuntime{
+		cfg:    cfg,
+		id:     id,
+		logger: set.Logger,
+		tel:    tel,
+		attrs:  newMetricAttrs(),
+		clock:  clk,
+		tr: tracker.New(tracker.Config{
+			AckTimeout:           cfg.AckTimeout,
+			OfflineTimeout:       cfg.OfflineTimeout,
+			ReorderWindow:        cfg.ReorderWindow,
+			MaxGap:               cfg.MaxGap,
+			MaxMessages:          cfg.MaxTrackedMessages,
+			MaxPerConversation:   cfg.MaxMessagesPerConversation,
+			MaxConversations:     cfg.MaxConversations,
+			MaxDevicesPerMessage: cfg.MaxDevicesPerMessage,
+			DecidedCacheSize:     cfg.DecidedCacheSize,
+		}),
+		work:     make(chan workItem, 64),
+		emitCh:   make(chan emitItem, 16),
+		stopping: make(chan struct{}),
+		loopDone: make(chan struct{}),
+		emitDone: make(chan struct{}),
+	}
+	r.events.New = func() any { s := make([]event.Event, 0, 64); return &s }
+	r.extract = &extractor{
+		names: event.Names{
+			MessageID:      cfg.Attributes.MessageID,
+			ConversationID: cfg.Attributes.ConversationID,
+			Stage:          cfg.Attributes.Stage,
+			Seq:            cfg.Attributes.Seq,
+			Fanout:         cfg.Attributes.Fanout,
+			Device:         cfg.Attributes.RecipientDevice,
+			Offline:        cfg.Attributes.PushOffline,
+		},
+		matchers:     matchers,
+		unrecognized: r.countUnrecognized,
+	}
+	return r, nil
+}
+
+func (r *lossRuntime) addSink(s *sink) (uint8, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.sinks) >= maxSinks {
+		return 0, fmt.Errorf("im_loss %q is used in more than %d pipelines", r.id, maxSinks)
+	}
+	r.sinks = append(r.sinks, s)
+	return uint8(len(r.sinks) - 1), nil
+}
+
+func (r *lossRuntime) countUnrecognized(ctx context.Context, reason event.Reason) {
+	r.tel.ProcessorImLossUnrecognizedEvents.Add(ctx, 1, r.attrs.unrecognized(reason))
+}
+
+// start restores saved state (when storage is configured) and starts the goroutines.
+func (r *lossRuntime) start(ctx context.Context, host component.Host) error {
+	if r.cfg.Storage != nil {
+		client, err := storageClient(ctx, host, *r.cfg.Storage, r.id)
+		if err != nil {
+			return err
+		}
+		r.client = client
+		r.restore(ctx)
+	}
+	for _, sig := range r.cfg.Outcomes.Signals {
+		if !r.hasSink(sig) {
+			r.logger.Warn("outcomes::signals lists a signal this im_loss instance has no pipeline for; its outcome records are not emitted there",
+				zap.String("signal", string(sig)))
+		}
+	}
+	go r.loop()
+	go r.emitLoop()
+	return nil
+}
+
+func (r *lossRuntime) hasSink(sig Signal) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.sinks {
+		if s.signal == sig {
+			return true
+		}
+	}
+	return false
+}
+
+// shutdown stops the loop, emits what was decided, and saves in-flight state when storage is
+// configured. Without storage, in-flight messages are forgotten (see README).
+func (r *lossRuntime) shutdown(ctx context.Context) error {
+	defer r.tel.Shutdown()
+	close(r.stopping)
+	select {
+	case <-r.loopDone:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	close(r.emitCh)
+	select {
+	case <-r.emitDone:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if r.client == nil {
+		if n := r.tr.Len(); n > 0 {
+			r.logger.Info("Forgetting in-flight messages on shutdown; configure storage to keep them across restarts",
+				zap.Int("messages", n))
+		}
+		return nil
+	}
+	return errors.Join(r.save(ctx), r.client.Close(ctx))
+}
+
+// submit hands events to the loop. With wantDuplicates it waits for the verdict and
+// returns the refs of duplicate deliveries.
+func (r *lossRuntime) submit(ctx context.Context, events *[]event.Event, wantDuplicates bool) []int32 {
+	item := workItem{events: events}
+	if wantDuplicates {
+		item.reply = make(chan []int32, 1)
+	}
+	select {
+	case r.work <- item:
+	case <-ctx.Done():
+		// The data still passes through; only its loss tracking is given up, and counted.
+		r.tel.ProcessorImLossUnrecognizedEvents.Add(context.Background(), int64(len(*events)), r.attrs.unrecognized(event.ReasonOverload))
+		r.putEvents(events)
+		return nil
+	case <-r.stopping:
+		r.putEvents(events)
+		return nil
+	}
+	if item.reply == nil {
+		return nil
+	}
+	select {
+	case dups := <-item.reply:
+		return dups
+	case <-ctx.Done():
+		return nil
+	case <-r.loopDone:
+		return nil
+	}
+}
+
+func (r *lossRuntime) getEvents() *[]event.Event {
+	return r.events.Get().(*[]event.Event)
+}
+
+func (r *lossRuntime) putEvents(evs *[]event.Event) {
+	if cap(*evs) > 4096 {
+		return // let an unusually large batch's buffer go
+	}
+	clear(*evs) // drop string references so the pool does not keep ids alive
+	*evs = (*evs)[:0]
+	r.events.Put(evs)
+}
+
+func (r *lossRuntime) loop() {
+	defer close(r.loopDone)
+	t := r.clock.NewTicker(r.cfg.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case item := <-r.work:
+			r.apply(item)
+		case <-t.C():
+			r.tick()
+		case <-r.stopping:
+			// Receivers stop before processors, so what is queued is all there will be.
+			for {
+				select {
+				case item := <-r.work:
+					r.apply(item)
+				default:
+					r.flush()
+					return
+				}
+			}
+		}
+	}
+}
+
+func (r *lossRuntime) apply(item workItem) {
+	if item.tickDone != nil {
+		r.tick()
+		r.emitCh <- emitItem{detach: -1, done: item.tickDone}
+		return
+	}
+	now := r.clock.Now().UnixNano()
+	var dups []int32
+	evs := *item.events
+	for i := range evs {
+		if r.tr.Apply(now, &evs[i]) && item.reply != nil {
+			dups = append(dups, evs[i].Ref)
+		}
+	}
+	if item.reply != nil {
+		item.reply <- dups
+	}
+	r.putEvents(item.events)
+	r.flush()
+}
+
+func (r *lossRuntime) tick() {
+	now := r.clock.Now().UnixNano()
+	for r.tr.Tick(now) {
+		r.flush()
+	}
+	r.tel.ProcessorImLossTrackedMessages.Record(context.Background(), int64(r.tr.Len()))
+	r.flush()
+}
+
+// flush records the metrics of what the tracker decided and queues the outcomes to emit.
+func (r *lossRuntime) flush() {
+	ctx := context.Background()
+	c := r.tr.TakeCounters()
+	if c.SeqGaps > 0 {
+		r.tel.ProcessorImLossSeqGaps.Add(ctx, c.SeqGaps)
+	}
+	for state, n := range c.Evicted {
+		if n > 0 {
+			r.tel.ProcessorImLossEvictions.Add(ctx, n, r.attrs.evicted[state])
+		}
+	}
+	if c.Orphans > 0 {
+		r.tel.ProcessorImLossUnrecognizedEvents.Add(ctx, c.Orphans, r.attrs.unrecognized(event.ReasonOrphan))
+	}
+	if c.TooManyDevices > 0 {
+		r.tel.ProcessorImLossUnrecognizedEvents.Add(ctx, c.TooManyDevices, r.attrs.unrecognized(event.ReasonTooManyDevices))
+	}
+	outs := r.tr.TakeOutcomes()
+	if len(outs) == 0 {
+		return
+	}
+	kept := outs[:0]
+	for i := range outs {
+		o := &outs[i]
+		r.tel.ProcessorImLossOutcomes.Add(ctx, 1, r.attrs.outcome(o))
+		if o.HasLatency {
+			r.tel.ProcessorImLossDeliveryLatency.Record(ctx, o.LatencyMs)
+		}
+		switch r.cfg.Outcomes.Emit {
+		case EmitModeNone:
+			continue
+		case EmitModeFailures:
+			if o.Outcome == imsemconv.OutcomeDelivered {
+				continue
+			}
+		}
+		kept = append(kept, *o)
+	}
+	if len(kept) > 0 {
+		// Blocking here is deliberate back-pressure: a stalled exporter slows intake
+		// instead of growing an unbounded queue of outcomes.
+		r.emitCh <- emitItem{outcomes: kept, detach: -1}
+	}
+}
+
+// forceTick runs one tick on the loop, after everything submitted before, and waits until
+// its outcomes have been handed to the next consumers. Tests use it after advancing the
+// fake clock.
+func (r *lossRuntime) forceTick() {
+	done := make(chan struct{})
+	r.work <- workItem{tickDone: done}
+	<-done
+}
+
+// metricAttrs precomputes attribute sets so recording does not allocate.
+type metricAttrs struct {
+	outcomes    map[outcomeKey]metric.MeasurementOption
+	unrecognize map[event.Reason]metric.MeasurementOption
+	evicted     [4]metric.MeasurementOption
+	mu          sync.Mutex
+}
+
+type outcomeKey struct {
+	outcome imsemconv.Outcome
+	stage   imsemconv.Stage
+	reason  imsemconv.LossReason
+}
+
+func newMetricAttrs() *metricAttrs {
+	a := &metricAttrs{
+		outcomes:    make(map[outcomeKey]metric.MeasurementOption),
+		unrecognize: make(map[event.Reason]metric.MeasurementOption),
+	}
+	for i, name := range [...]string{"message", "conversation", "seq_gap", "decided"} {
+		a.evicted[i] = metric.WithAttributeSet(attribute.NewSet(attribute.String("state", name)))
+	}
+	return a
+}
+
+func (a *metricAttrs) outcome(o *tracker.Outcome) metric.MeasurementOption {
+	k := outcomeKey{o.Outcome, o.Stage, o.Reason}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	opt, ok := a.outcomes[k]
+	if !ok {
+		opt = metric.WithAttributeSet(attribute.NewSet(
+			attribute.String("outcome", string(o.Outcome)),
+			attribute.String("stage", o.Stage.String()),
+			attribute.String("reason", string(o.Reason)),
+		))
+		a.outcomes[k] = opt
+	}
+	return opt
+}
+
+func (a *metricAttrs) unrecognized(r event.Reason) metric.MeasurementOption {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	opt, ok := a.unrecognize[r]
+	if !ok {
+		opt = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", string(r))))
+		a.unrecognize[r] = opt
+	}
+	return opt
+}

@@ -1,0 +1,109 @@
+package imlossprocessor // import "github.com/imcol/imcol/processors/imlossprocessor"
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/extension/xextension/storage"
+	"go.uber.org/zap"
+)
+
+// The snapshot is split into chunks so no single value is too large for the storage
+// backend; the meta key is written last, so a half-written snapshot is never read.
+const (
+	storageMetaKey     = "im_loss.state.meta"
+	storageChunkPrefix = "im_loss.state.chunk."
+	storageChunkSize   = 1 << 20
+	maxStorageChunks   = 1 << 16
+)
+
+func storageClient(ctx context.Context, host component.Host, storageID, self component.ID) (storage.Client, error) {
+	ext, ok := host.GetExtensions()[storageID]
+	if !ok {
+		return nil, fmt.Errorf("storage: extension %q not found", storageID)
+	}
+	se, ok := ext.(storage.Extension)
+	if !ok {
+		return nil, fmt.Errorf("storage: extension %q is not a storage extension", storageID)
+	}
+	client, err := se.GetClient(ctx, component.KindProcessor, self, "")
+	if err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
+	return client, nil
+}
+
+func chunkKey(i int) string { return storageChunkPrefix + strconv.Itoa(i) }
+
+// restore loads the saved state into the (not yet running) tracker and deletes it, so a
+// crash later cannot resurrect stale state. A corrupt snapshot is logged, not fatal: the
+// cost is the same as a restart without storage.
+func (r *lossRuntime) restore(ctx context.Context) {
+	meta, err := r.client.Get(ctx, storageMetaKey)
+	if err != nil {
+		r.logger.Warn("Cannot read saved in-flight state", zap.Error(err))
+		return
+	}
+	if meta == nil {
+		return
+	}
+	n, k := binary.Uvarint(meta)
+	if k <= 0 || n > maxStorageChunks {
+		r.logger.Warn("Ignoring corrupt saved in-flight state")
+		r.deleteSaved(ctx, 0)
+		return
+	}
+	ops := make([]*storage.Operation, int(n))
+	for i := range ops {
+		ops[i] = storage.GetOperation(chunkKey(i))
+	}
+	if err = r.client.Batch(ctx, ops...); err != nil {
+		r.logger.Warn("Cannot read saved in-flight state", zap.Error(err))
+		return
+	}
+	var data []byte
+	for _, op := range ops {
+		data = append(data, op.Value...)
+	}
+	restored, err := r.tr.Restore(data, r.clock.Now().UnixNano())
+	if err != nil {
+		r.logger.Warn("Saved in-flight state partly unreadable", zap.Int("restored", restored), zap.Error(err))
+	} else {
+		r.logger.Info("Restored in-flight messages", zap.Int("messages", restored))
+	}
+	r.deleteSaved(ctx, int(n))
+	r.flush() // restoring into smaller limits may have evicted
+}
+
+func (r *lossRuntime) deleteSaved(ctx context.Context, chunks int) {
+	ops := []*storage.Operation{storage.DeleteOperation(storageMetaKey)}
+	for i := range chunks {
+		ops = append(ops, storage.DeleteOperation(chunkKey(i)))
+	}
+	if err := r.client.Batch(ctx, ops...); err != nil {
+		r.logger.Warn("Cannot delete saved in-flight state", zap.Error(err))
+	}
+}
+
+func (r *lossRuntime) save(ctx context.Context) error {
+	data := r.tr.Snapshot(r.clock.Now().UnixNano())
+	var ops []*storage.Operation
+	for i := 0; len(data) > 0; i++ {
+		n := min(len(data), storageChunkSize)
+		ops = append(ops, storage.SetOperation(chunkKey(i), data[:n]))
+		data = data[n:]
+	}
+	if len(ops) > maxStorageChunks {
+		return errors.New("in-flight state too large to save")
+	}
+	ops = append(ops, storage.SetOperation(storageMetaKey, binary.AppendUvarint(nil, uint64(len(ops)))))
+	if err := r.client.Batch(ctx, ops...); err != nil {
+		return fmt.Errorf("saving in-flight state: %w", err)
+	}
+	r.logger.Info("Saved in-flight messages", zap.Int("messages", r.tr.Len()))
+	return nil
+}
