@@ -5,6 +5,7 @@ package main
 import (
 	alerteventsconnector "github.com/imcol/imcol/connectors/alerteventsconnector"
 	sloconnector "github.com/imcol/imcol/connectors/sloconnector"
+	imlossprocessor "github.com/imcol/imcol/processors/imlossprocessor"
 	countconnector "github.com/open-telemetry/opentelemetry-collector-contrib/connector/countconnector"
 	routingconnector "github.com/open-telemetry/opentelemetry-collector-contrib/connector/routingconnector"
 	spanmetricsconnector "github.com/open-telemetry/opentelemetry-collector-contrib/connector/spanmetricsconnector"
@@ -133,6 +134,7 @@ func components() (otelcol.Factories, error) {
 		redactionprocessor.NewFactory(),
 		tailsamplingprocessor.NewFactory(),
 		deltatocumulativeprocessor.NewFactory(),
+		imlossprocessor.NewFactory(),
 	)
 	if err != nil {
 		return otelcol.Factories{}, err
@@ -147,6 +149,7 @@ func components() (otelcol.Factories, error) {
 		redactionprocessor.NewFactory().Type():         "github.com/open-telemetry/opentelemetry-collector-contrib/processor/redactionprocessor v0.157.0",
 		tailsamplingprocessor.NewFactory().Type():      "github.com/open-telemetry/opentelemetry-collector-contrib/processor/tailsamplingprocessor v0.157.0",
 		deltatocumulativeprocessor.NewFactory().Type(): "github.com/open-telemetry/opentelemetry-collector-contrib/processor/deltatocumulativeprocessor v0.157.0",
+		imlossprocessor.NewFactory().Type():            "github.com/imcol/imcol v0.0.0",
 	})
 
 	factories.Connectors, err = otelcol.MakeFactoryMap[connector.Factory](
