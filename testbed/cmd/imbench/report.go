@@ -1,0 +1,310 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/imcol/imcol/testbed/configs"
+	"github.com/imcol/imcol/testbed/faults"
+	"github.com/imcol/imcol/testbed/harness"
+	"github.com/imcol/imcol/testbed/scenarios"
+)
+
+func mib(b uint64) string { return fmt.Sprintf("%.0f", float64(b)/(1<<20)) }
+
+func markdown(r report) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# imcol testbed: %s (%s)\n\n", r.Scenario, r.Date)
+	if r.Quick {
+		b.WriteString("> Quick run (`imbench -quick`): small sizes that prove the scenario works. Do not quote these figures.\n\n")
+	}
+	fmt.Fprintf(&b, "Took %s. How to read this report: testbed/README.md.\n\n", r.Took)
+	if r.Problems != "" {
+		fmt.Fprintf(&b, "**Problems while running:**\n\n```\n%s\n```\n\n", r.Problems)
+	}
+	writeEnv(&b, r.Env)
+	var used []string
+	switch res := r.Result.(type) {
+	case *scenarios.CorrectnessResult:
+		used = []string{"correctness"}
+		writeCorrectness(&b, res)
+	case *scenarios.ThroughputResult:
+		for _, v := range res.Variants {
+			used = append(used, v.Variant.Config)
+		}
+		writeThroughput(&b, res)
+	case *scenarios.MemoryResult:
+		for _, v := range res.Variants {
+			used = append(used, v.Variant.Config)
+		}
+		writeMemory(&b, res)
+	case []*scenarios.RestartResult:
+		used = []string{"restart"}
+		writeRestart(&b, res)
+	case *scenarios.OutageResult:
+		used = []string{"backend-outage"}
+		writeOutage(&b, res)
+	}
+	if r.Scenario != "throughput" && r.Scenario != "memory" {
+		fmt.Fprintf(&b, "\nCPU-per-message and RSS ratios of the IM pipeline against baseline and peer, measured in the same run: %s-throughput.md and %s-memory.md.\n", r.Date, r.Date)
+	}
+	writeConfigs(&b, used)
+	return b.String()
+}
+
+func writeEnv(b *strings.Builder, e environment) {
+	b.WriteString("## Machine and versions\n\n| | |\n|---|---|\n")
+	fmt.Fprintf(b, "| CPUs | %d (%s) |\n| Memory | %d MiB |\n| OS | %s, kernel %s |\n| Go | %s |\n| Collector | %s |\n| Load average at start | %s |\n\n",
+		e.CPUs, e.CPUModel, e.MemoryMiB, e.OS, e.Kernel, e.Go, strings.ReplaceAll(e.Collector, "\n", " "), e.SharedLoad)
+	b.WriteString("The load generator, the sink and the collector share these CPUs; CPU and RSS are the collector process's own.\n\n")
+}
+
+// writeQualities writes each signal's validation under its own heading.
+func writeQualities(b *strings.Builder, vs harness.Validations, level string) {
+	for i := range vs {
+		fmt.Fprintf(b, "%s Outcome records as %s\n\n", level, vs[i].Signal)
+		writeQuality(b, &vs[i])
+	}
+}
+
+func writeQuality(b *strings.Builder, v *harness.Validation) {
+	fmt.Fprintf(b, "%d messages, %d outcome records, %d unmatched records, %d repeated records.\n\n", v.Messages, v.Records, v.Unmatched, v.Repeats)
+	b.WriteString("| outcome label | expected | TP | FP | FN | precision | recall | detection p50 ms | p95 ms | max ms |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, c := range v.Classes {
+		fmt.Fprintf(b, "| %s | %d | %d | %d | %d | %.4f | %.4f | %.0f | %.0f | %.0f |\n",
+			c.Label, c.Expected, c.TP, c.FP, c.FN, c.Precision, c.Recall, c.Latency.P50, c.Latency.P95, c.Latency.Max)
+	}
+	b.WriteString("\nConfusion of verdicts (rows: truth, columns: detected):\n\n")
+	var rows, cols []string
+	for exp, row := range v.Confusion {
+		rows = append(rows, exp)
+		for det := range row {
+			if !slices.Contains(cols, det) {
+				cols = append(cols, det)
+			}
+		}
+	}
+	sort.Strings(rows)
+	sort.Strings(cols)
+	b.WriteString("| truth \\ detected | " + strings.Join(cols, " | ") + " |\n|---|" + strings.Repeat("---:|", len(cols)) + "\n")
+	for _, r := range rows {
+		fmt.Fprintf(b, "| %s |", r)
+		for _, c := range cols {
+			fmt.Fprintf(b, " %d |", v.Confusion[r][c])
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("\n| fault class | messages | exactly right |\n|---|---:|---:|\n")
+	for _, f := range v.Faults {
+		fmt.Fprintf(b, "| %s | %d | %d |\n", f.Class, f.Messages, f.Exact)
+	}
+	if len(v.Examples) > 0 {
+		b.WriteString("\nFirst mismatches:\n\n")
+		for _, e := range v.Examples {
+			fmt.Fprintf(b, "- %s\n", e)
+		}
+	}
+	b.WriteString("\n")
+}
+
+func writeCorrectness(b *strings.Builder, r *scenarios.CorrectnessResult) {
+	o := r.Options
+	b.WriteString("## Settings\n\n")
+	fmt.Fprintf(b, "%d messages at %.0f/s, every fault class with probability %.2f, signals %s over %s, seed %d.\n", o.Messages, o.Rate, o.FaultProbability, r.Signals, r.Protocol, o.Seed)
+	fmt.Fprintf(b, "im_loss: ack_timeout %s, offline_timeout %s, reorder_window %s, tick_interval %s; fault margin %s.\n\n",
+		o.Timeouts.AckTimeout, o.Timeouts.OfflineTimeout, o.Timeouts.ReorderWindow, o.Timeouts.TickInterval, o.Timeouts.Margin)
+	b.WriteString("## Detection quality\n\n")
+	exact := r.Validations.Exact() && r.Settle.Settled && len(r.Drops) == 0
+	for _, slo := range r.SLO {
+		exact = exact && slo.Problem == ""
+	}
+	fmt.Fprintf(b, "Exact (precision = recall = 1 for every label in both signals, SLO counters equal to the truth, no drops): **%v**.\n\n", exact)
+	writeQualities(b, r.Validations, "###")
+	b.WriteString("| delivery SLO | events | truth | good events | truth | problem |\n|---|---:|---:|---:|---:|---|\n")
+	for _, slo := range r.SLO {
+		fmt.Fprintf(b, "| %s | %.0f | %d | %.0f | %d | %s |\n", slo.Name, slo.Events, slo.WantEvents, slo.Good, slo.WantGood, slo.Problem)
+	}
+	b.WriteString("\n")
+	sent, acc, rej, failed := r.Sender.Items()
+	fmt.Fprintf(b, "Items: %d sent, %d accepted, %d rejected, %d failed. Collector drop counters: %v. Settled after %s.\n\n", sent, acc, rej, failed, r.Drops, r.Settle.Waited)
+	fmt.Fprintf(b, "Collector: CPU avg %.0f%% max %.0f%%, RSS avg %s MiB max %s MiB.\n", r.Usage.CPUAvg, r.Usage.CPUMax, mib(r.Usage.RSSAvg), mib(r.Usage.RSSMax))
+}
+
+func writeThroughput(b *strings.Builder, r *scenarios.ThroughputResult) {
+	o := r.Options
+	b.WriteString("## Settings\n\n")
+	fmt.Fprintf(b, "Steps of %s at %v messages/s; %d export workers; signals %s; every fault class but late_events with probability %g. Each variant runs on a fresh collector with the same seeds, so all get the same load.\n\n",
+		o.StepDuration, o.Rates, o.Workers, o.Signals, o.FaultProbability)
+	b.WriteString("## Highest rate with zero drops\n\n| pipeline | messages/s |\n|---|---:|\n")
+	for _, v := range r.Variants {
+		fmt.Fprintf(b, "| %s | %.0f |\n", v.Variant.Name, v.MaxZeroDropRate)
+	}
+	b.WriteString("\n## Ratios of the IM pipeline (same run)\n\n")
+	writeRatios(b, r.Ratios, true)
+	b.WriteString("## Steps\n\n| pipeline | target msg/s | achieved | messages | items | CPU avg % | CPU max % | CPU µs/msg | RSS avg MiB | RSS max MiB | drops | max lag |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, v := range r.Variants {
+		for _, s := range v.Steps {
+			fmt.Fprintf(b, "| %s | %.0f | %.0f | %d | %d | %.0f | %.0f | %.1f | %s | %s | %d | %s |\n",
+				v.Variant.Name, s.Rate, s.Achieved, s.Messages, s.Items, s.Usage.CPUAvg, s.Usage.CPUMax, s.CPUPerMessage,
+				mib(s.Usage.RSSAvg), mib(s.Usage.RSSMax), s.Drops, s.MaxLag)
+		}
+	}
+	for _, v := range r.Variants {
+		for _, s := range v.Steps {
+			if s.Drops > 0 {
+				fmt.Fprintf(b, "\n%s at %.0f/s dropped: %v", v.Variant.Name, s.Rate, s.DropDetail)
+			}
+		}
+	}
+	b.WriteString("\n\n")
+	for _, v := range r.Variants {
+		if len(v.Validations) > 0 {
+			b.WriteString("## Detection quality of the IM pipeline under load\n\n")
+			writeQualities(b, v.Validations, "###")
+		}
+	}
+}
+
+func writeRatios(b *strings.Builder, rs []scenarios.Ratio, withRate bool) {
+	if len(rs) == 0 {
+		b.WriteString("No ratios: the IM pipeline or the references did not run.\n\n")
+		return
+	}
+	b.WriteString("Values above 1 mean the IM pipeline costs more than the reference.\n\n")
+	if withRate {
+		b.WriteString("| msg/s | against | CPU per message | RSS avg | RSS max |\n|---:|---|---:|---:|---:|\n")
+	} else {
+		b.WriteString("| against | CPU per message | RSS avg | RSS max |\n|---|---:|---:|---:|\n")
+	}
+	for _, r := range rs {
+		if withRate {
+			fmt.Fprintf(b, "| %.0f ", r.Rate)
+		}
+		fmt.Fprintf(b, "| %s | %.2f× | %.2f× | %.2f× |\n", r.Against, r.CPUPerMessage, r.RSSAvg, r.RSSMax)
+	}
+	b.WriteString("\n")
+}
+
+func writeMemory(b *strings.Builder, r *scenarios.MemoryResult) {
+	o := r.Options
+	b.WriteString("## Settings\n\n")
+	fmt.Fprintf(b, "%d messages sent at %.0f/s up to push and never acknowledged (im_loss ack_timeout 2h), so every one stays in flight; %d resource samples are taken once all are. Signals %s, %d export workers.\n\n",
+		o.InFlight, o.Rate, o.HoldSamples, o.Signals, o.Workers)
+	b.WriteString("## Ratios of the IM pipeline (same run)\n\n")
+	writeRatios(b, r.Ratios, false)
+	fmt.Fprintf(b, "Memory per in-flight message (IM hold RSS minus baseline hold RSS, over the messages): **%.0f bytes**.\n\n", r.BytesPerInFlight)
+	b.WriteString("| pipeline | messages | items | tracked by im_loss | idle RSS MiB | hold RSS avg MiB | hold RSS max MiB | load CPU avg % | CPU µs/msg | settled |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	for _, v := range r.Variants {
+		fmt.Fprintf(b, "| %s | %d | %d | %.0f | %s | %s | %s | %.0f | %.1f | %v |\n", v.Variant.Name, v.Messages, v.Items, v.Tracked,
+			mib(v.IdleRSS), mib(v.Hold.RSSAvg), mib(v.Hold.RSSMax), v.Load.CPUAvg, v.CPUPerMessage, v.Settle.Settled)
+	}
+	b.WriteString("\n")
+}
+
+func writeRestart(b *strings.Builder, rs []*scenarios.RestartResult) {
+	b.WriteString("## Settings\n\nim_loss keeps its state in file_storage; the collector goes down a third of the way through the stream and comes back on the same ports and storage; the generator retries through the downtime. `graceful` sends SIGTERM, `crash` SIGKILL. Criterion: zero false losses.\n\n")
+	b.WriteString("| mode | downtime | false losses | undecided messages | exact | settled |\n|---|---|---:|---:|---|---|\n")
+	for _, r := range rs {
+		fmt.Fprintf(b, "| %s | %s | %d | %d | %v | %v |\n", r.Mode, r.Downtime, r.FalseLosses, r.Undecided, r.Validations.Exact(), r.Settle.Settled)
+	}
+	b.WriteString("\n")
+	for _, r := range rs {
+		fmt.Fprintf(b, "### %s\n\n", r.Mode)
+		writeQualities(b, r.Validations, "####")
+	}
+}
+
+func writeOutage(b *strings.Builder, r *scenarios.OutageResult) {
+	b.WriteString("## Settings\n\nThe backend (the testbed's sink) is down from 20% to 60% of the stream; the OTLP exporter has a persistent sending queue on file_storage and retries without a time limit. Criterion: zero items lost.\n\n")
+	fmt.Fprintf(b, "| outage | items accepted | delivered (distinct) | lost | duplicated | settled |\n|---|---:|---:|---:|---:|---|\n| %s | %d | %d | **%d** | %d | %v |\n\n",
+		r.Outage, r.Accepted, r.Delivered, r.Lost, r.Duplicates, r.Settle.Settled)
+	fmt.Fprintf(b, "Collector drop counters: %v.\n\n", r.Drops)
+	writeQualities(b, r.Validations, "###")
+}
+
+func writeConfigs(b *strings.Builder, names []string) {
+	b.WriteString("\n## Collector configs\n\n")
+	for _, n := range names {
+		cfg, err := configs.Get(n)
+		if err != nil {
+			continue
+		}
+		fmt.Fprintf(b, "<details><summary>testbed/configs/%s.yaml</summary>\n\n```yaml\n%s```\n\n</details>\n\n", n, cfg)
+	}
+}
+
+// summaryReport gathers the key figures of every scenario of a run.
+type summaryReport struct {
+	Env   environment
+	Date  string
+	Quick bool
+	Lines []string
+}
+
+func (s *summaryReport) add(r report) {
+	switch res := r.Result.(type) {
+	case *scenarios.CorrectnessResult:
+		s.Lines = append(s.Lines, fmt.Sprintf("- correctness: exact %v (%s)", res.Validations.Exact(), labelsLine(res.Validations)))
+	case *scenarios.ThroughputResult:
+		var parts []string
+		for _, v := range res.Variants {
+			parts = append(parts, fmt.Sprintf("%s %.0f msg/s", v.Variant.Name, v.MaxZeroDropRate))
+		}
+		s.Lines = append(s.Lines, "- throughput, highest zero-drop rate: "+strings.Join(parts, ", "))
+		for _, rt := range res.Ratios {
+			s.Lines = append(s.Lines, fmt.Sprintf("  - at %.0f msg/s vs %s: CPU/message %.2f×, RSS avg %.2f×, RSS max %.2f×", rt.Rate, rt.Against, rt.CPUPerMessage, rt.RSSAvg, rt.RSSMax))
+		}
+		for _, v := range res.Variants {
+			if len(v.Validations) > 0 {
+				s.Lines = append(s.Lines, fmt.Sprintf("  - detection under load: %s", labelsLine(v.Validations)))
+			}
+		}
+	case *scenarios.MemoryResult:
+		s.Lines = append(s.Lines, fmt.Sprintf("- memory, %d messages in flight: %.0f bytes per in-flight message", res.Options.InFlight, res.BytesPerInFlight))
+		for _, rt := range res.Ratios {
+			s.Lines = append(s.Lines, fmt.Sprintf("  - vs %s: RSS avg %.2f×, RSS max %.2f×, CPU/message %.2f×", rt.Against, rt.RSSAvg, rt.RSSMax, rt.CPUPerMessage))
+		}
+	case []*scenarios.RestartResult:
+		for _, rr := range res {
+			s.Lines = append(s.Lines, fmt.Sprintf("- restart (%s): %d false losses, %d undecided, downtime %s", rr.Mode, rr.FalseLosses, rr.Undecided, rr.Downtime))
+		}
+	case *scenarios.OutageResult:
+		s.Lines = append(s.Lines, fmt.Sprintf("- backend-outage (%s down): %d of %d items lost, %d duplicated; detection exact %v", res.Outage, res.Lost, res.Accepted, res.Duplicates, res.Validations.Exact()))
+	}
+}
+
+func labelsLine(vs harness.Validations) string {
+	minP, minR := 1.0, 1.0
+	var messages int64
+	labels := 0
+	for _, v := range vs {
+		messages, labels = v.Messages, max(labels, len(v.Classes))
+		for _, c := range v.Classes {
+			minP, minR = min(minP, c.Precision), min(minR, c.Recall)
+		}
+	}
+	return fmt.Sprintf("%d messages, %d labels, %d signals, lowest precision %.4f, lowest recall %.4f", messages, labels, len(vs), minP, minR)
+}
+
+func (s *summaryReport) markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# imcol testbed summary (%s)\n\n", s.Date)
+	if s.Quick {
+		b.WriteString("> Quick run: do not quote these figures.\n\n")
+	}
+	writeEnv(&b, s.Env)
+	b.WriteString("## Key figures\n\n")
+	b.WriteString(strings.Join(s.Lines, "\n"))
+	b.WriteString("\n\nFault classes: " + faultList() + ". Details in the per-scenario reports of the same date.\n")
+	return b.String()
+}
+
+func faultList() string {
+	names := make([]string, len(faults.Faults))
+	for i, c := range faults.Faults {
+		names[i] = string(c)
+	}
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,292 @@
+package faults
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/imcol/imcol/components/imsemconv"
+	"github.com/imcol/imcol/testbed/workload"
+)
+
+func timeouts() Timeouts {
+	return Timeouts{AckTimeout: 3 * time.Second, OfflineTimeout: 9 * time.Second, ReorderWindow: 3 * time.Second, TickInterval: 100 * time.Millisecond, Margin: 1500 * time.Millisecond}
+}
+
+func generator(t *testing.T, messages int64, offline float64) *workload.Generator {
+	wc := workload.DefaultConfig()
+	wc.Messages, wc.OfflineShare = messages, offline
+	wc.OfflineReconnectMin, wc.OfflineReconnectMax = 4600*time.Millisecond, 7*time.Second
+	g, err := workload.NewGenerator(wc)
+	require.NoError(t, err)
+	return g
+}
+
+// planAll plans every message of a run with the given probabilities.
+func planAll(t *testing.T, g *workload.Generator, probs map[Class]float64) (*Book, [][]workload.Event) {
+	book := NewBook()
+	p, err := NewPlanner(g, Config{Probability: probs, Timeouts: timeouts()}, book)
+	require.NoError(t, err)
+	var all [][]workload.Event
+	for {
+		start, evts, ok := p.Next()
+		if !ok {
+			break
+		}
+		for _, e := range evts {
+			require.GreaterOrEqual(t, e.Due, start, "no event is due before its message starts")
+		}
+		all = append(all, evts)
+	}
+	require.Equal(t, int64(len(all)), book.Len())
+	return book, all
+}
+
+func stagesOf(evts []workload.Event) []imsemconv.Stage {
+	var out []imsemconv.Stage
+	for _, e := range evts {
+		if e.Stage != imsemconv.StageUnknown {
+			out = append(out, e.Stage)
+		}
+	}
+	return out
+}
+
+func TestEveryClassHasItsTruthAndEvents(t *testing.T) {
+	tt := timeouts()
+	for _, c := range Faults {
+		t.Run(string(c), func(t *testing.T) {
+			p := 1.0
+			if c == ClassSeqGap {
+				// A gap needs an earlier seq in its conversation: leave room for clean messages.
+				p = 0.5
+			}
+			g := generator(t, 600, 0)
+			book, all := planAll(t, g, map[Class]float64{c: p})
+			injected := 0
+			for i, truth := range book.All() {
+				evts := all[i]
+				if truth.Class != c {
+					// Only a seq gap can be refused (no earlier seq in the conversation), and
+					// the closing messages that reveal gaps are clean.
+					require.Contains(t, []Class{ClassNone, ClassOffline}, truth.Class)
+					require.Equal(t, ClassSeqGap, c)
+					continue
+				}
+				injected++
+				st := stagesOf(evts)
+				if c == ClassSeqGap {
+					assert.Empty(t, evts)
+					assert.Positive(t, truth.Seq)
+					continue
+				}
+				m := evts[0].Msg
+				switch c {
+				case ClassLossSend:
+					assert.Equal(t, []imsemconv.Stage{imsemconv.StageSend}, st)
+					assert.Zero(t, truth.Seq, "a message lost before persist has no seq")
+				case ClassLossPersist:
+					assert.Equal(t, []imsemconv.Stage{imsemconv.StageSend, imsemconv.StagePersist}, st)
+				case ClassLossPush:
+					assert.Equal(t, imsemconv.StagePush, slices.Max(st))
+				case ClassLossDeliver:
+					assert.NotContains(t, st, imsemconv.StageAck)
+					assert.Contains(t, st, imsemconv.StageDeliver)
+				case ClassPersistFailed:
+					last := evts[len(evts)-1]
+					assert.True(t, last.Failed)
+					assert.Equal(t, imsemconv.StagePersist, last.Stage)
+					assert.True(t, last.HasSeq, "the seq was assigned before storage failed")
+				case ClassPersistRetry:
+					i := slices.IndexFunc(evts, func(e workload.Event) bool { return e.Stage == imsemconv.StagePersist })
+					assert.True(t, evts[i].Failed)
+					assert.False(t, evts[i+1].Failed)
+					assert.Equal(t, imsemconv.StagePersist, evts[i+1].Stage)
+					assert.Less(t, evts[i].Due, evts[i+1].Due, "the failure comes before its retry")
+				case ClassDuplicate:
+					dup := evts[len(evts)-1]
+					assert.Equal(t, imsemconv.StageDeliver, dup.Stage)
+					n := 0
+					for _, e := range evts {
+						if e.Stage == imsemconv.StageAck && e.Device == dup.Device {
+							assert.Less(t, e.Due, dup.Due, "the duplicate follows the ack")
+						}
+						if e.Stage == imsemconv.StageDeliver && e.Device == dup.Device {
+							n++
+						}
+					}
+					assert.Equal(t, 2, n)
+				case ClassReorder, ClassDelay:
+					for _, e := range evts {
+						assert.Less(t, e.Due-m.Start, tt.AckTimeout-tt.Margin, "tolerated delays stay inside the ack timeout")
+					}
+				case ClassAckDelay:
+					for _, e := range evts {
+						if e.Stage == imsemconv.StageAck {
+							assert.GreaterOrEqual(t, e.Start-m.Start, tt.AckTimeout+tt.Margin)
+						}
+					}
+				case ClassLateEvents:
+					first := time.Duration(1 << 62)
+					for _, e := range evts {
+						if e.Stage == imsemconv.StageDeliver || e.Stage == imsemconv.StageAck {
+							assert.GreaterOrEqual(t, e.Due-m.Start, tt.AckTimeout+tt.Margin)
+							assert.Less(t, e.Start-m.Start, tt.AckTimeout, "the events themselves were on time")
+							if e.Due < first {
+								first = e.Due
+								assert.Equal(t, imsemconv.StageDeliver, e.Stage, "the first late event is a deliver")
+							}
+						}
+					}
+				case ClassOfflineExpired:
+					dev := m.Recipients[0].Device
+					for _, e := range evts {
+						if e.Device == dev {
+							assert.Equal(t, imsemconv.StagePush, e.Stage)
+							assert.True(t, e.Offline)
+						}
+					}
+				}
+				assert.Equal(t, len(evts), truth.Events)
+			}
+			assert.Positive(t, injected)
+		})
+	}
+}
+
+func TestTruthLabels(t *testing.T) {
+	want := map[Class][]string{
+		ClassLossSend:       {"lost/ack_timeout@send"},
+		ClassLossPersist:    {"lost/ack_timeout@persist"},
+		ClassLossPush:       {"lost/ack_timeout@push"},
+		ClassLossDeliver:    {"lost/ack_timeout@deliver"},
+		ClassSeqGap:         {"lost/seq_gap@persist"},
+		ClassPersistFailed:  {"lost/stage_failed@persist"},
+		ClassPersistRetry:   {"delivered@ack"},
+		ClassDuplicate:      {"delivered@ack", "duplicate@deliver"},
+		ClassReorder:        {"delivered@ack"},
+		ClassDelay:          {"delivered@ack"},
+		ClassAckDelay:       {"lost/ack_timeout@deliver", "late@ack"},
+		ClassLateEvents:     {"lost/ack_timeout@push", "late@deliver"},
+		ClassOfflineExpired: {"lost/ack_timeout@push"},
+		ClassNone:           {"delivered@ack"},
+		ClassOffline:        {"delivered@ack"},
+	}
+	probs := map[Class]float64{}
+	for _, c := range Faults {
+		probs[c] = 1.0 / float64(len(Faults)+3)
+	}
+	book, _ := planAll(t, generator(t, 2000, 0.05), probs)
+	seen := map[Class]bool{}
+	for _, truth := range book.All() {
+		var got []string
+		for _, l := range truth.Labels {
+			got = append(got, l.String())
+		}
+		require.Equal(t, want[truth.Class], got, "class %s", truth.Class)
+		seen[truth.Class] = true
+	}
+	for c := range want {
+		assert.True(t, seen[c], "class %s never planned", c)
+	}
+}
+
+func TestSeqNumbersAndGaps(t *testing.T) {
+	book, all := planAll(t, generator(t, 3000, 0), map[Class]float64{ClassSeqGap: 0.2, ClassLossSend: 0.1, ClassDelay: 0.1})
+	type seqInfo struct {
+		reported bool
+		due      time.Duration
+	}
+	perConv := map[string]map[int64]seqInfo{}
+	for i, truth := range book.All() {
+		if truth.Seq == 0 {
+			assert.Equal(t, ClassLossSend, truth.Class)
+			continue
+		}
+		c := perConv[truth.Conversation.ID]
+		if c == nil {
+			c = map[int64]seqInfo{}
+			perConv[truth.Conversation.ID] = c
+		}
+		require.NotContains(t, c, truth.Seq, "seq %d assigned twice in %s", truth.Seq, truth.Conversation.ID)
+		info := seqInfo{}
+		for _, e := range all[i] {
+			if e.Stage == imsemconv.StagePersist {
+				require.Equal(t, truth.Seq, e.Seq)
+				info = seqInfo{reported: true, due: e.Due}
+			}
+		}
+		assert.Equal(t, truth.Class != ClassSeqGap, info.reported)
+		c[truth.Seq] = info
+	}
+	gaps := 0
+	for conv, seqs := range perConv {
+		for s := int64(1); s <= int64(len(seqs)); s++ {
+			info, ok := seqs[s]
+			require.True(t, ok, "%s: seq %d missing: seqs must be dense", conv, s)
+			if info.reported {
+				continue
+			}
+			gaps++
+			require.Greater(t, s, int64(1), "the first seq of a conversation is a baseline, never a gap")
+			revealed := false
+			for later := s + 1; later <= int64(len(seqs)); later++ {
+				if seqs[later].reported {
+					revealed = true
+					break
+				}
+			}
+			assert.True(t, revealed, "%s: gap at seq %d is never revealed by a later seq", conv, s)
+		}
+	}
+	assert.Positive(t, gaps)
+}
+
+func TestDeterministic(t *testing.T) {
+	probs := map[Class]float64{}
+	for _, c := range Faults {
+		probs[c] = 0.05
+	}
+	b1, e1 := planAll(t, generator(t, 500, 0.05), probs)
+	b2, e2 := planAll(t, generator(t, 500, 0.05), probs)
+	assert.Equal(t, b1.All(), b2.All())
+	assert.Equal(t, e1, e2)
+}
+
+func TestConfigValidation(t *testing.T) {
+	c := Config{Probability: map[Class]float64{ClassDelay: 0.7, ClassReorder: 0.5, "bogus": 0.1}, Timeouts: timeouts()}
+	err := c.Validate()
+	require.Error(t, err)
+	assert.ErrorContains(t, err, `unknown class "bogus"`)
+	assert.ErrorContains(t, err, "add up to")
+	c = Config{Timeouts: Timeouts{AckTimeout: time.Second, OfflineTimeout: time.Second, ReorderWindow: time.Second, TickInterval: time.Millisecond}}
+	assert.ErrorContains(t, c.Validate(), "offline_timeout")
+
+	wc := workload.DefaultConfig()
+	wc.OfflineReconnectMax = 8 * time.Second
+	g, err := workload.NewGenerator(wc)
+	require.NoError(t, err)
+	_, err = NewPlanner(g, Config{Timeouts: timeouts()}, NewBook())
+	assert.ErrorContains(t, err, "too close to offline_timeout")
+}
+
+func TestParseProbabilities(t *testing.T) {
+	p, err := ParseProbabilities("seq_gap=0.1, delay=0.2")
+	require.NoError(t, err)
+	assert.Equal(t, map[Class]float64{ClassSeqGap: 0.1, ClassDelay: 0.2}, p)
+	p, err = ParseProbabilities("all=0.01")
+	require.NoError(t, err)
+	assert.Len(t, p, len(Faults))
+	_, err = ParseProbabilities("nope=1")
+	assert.ErrorContains(t, err, `unknown class "nope"`)
+	_, err = ParseProbabilities("delay")
+	assert.ErrorContains(t, err, "not class=probability")
+	_, err = ParseProbabilities("delay=x")
+	assert.ErrorContains(t, err, "not a number")
+	p, err = ParseProbabilities("")
+	require.NoError(t, err)
+	assert.Empty(t, p)
+}

@@ -1,0 +1,264 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shirou/gopsutil/v4/process"
+
+	"github.com/imcol/imcol/internal/testcollector"
+)
+
+// Environment variables every scenario config reads its addresses from. The harness points
+// them at free loopback ports, so scenarios run side by side and never leave the machine.
+const (
+	EnvOTLPGRPC      = "IMCOL_TB_OTLP_GRPC_ENDPOINT"
+	EnvOTLPHTTP      = "IMCOL_TB_OTLP_HTTP_ENDPOINT"
+	EnvHealth        = "IMCOL_TB_HEALTH_ENDPOINT"
+	EnvTelemetryPort = "IMCOL_TB_TELEMETRY_PORT"
+	EnvPrometheus    = "IMCOL_TB_PROMETHEUS_ENDPOINT"
+	EnvSink          = "IMCOL_TB_SINK_ENDPOINT"
+	EnvStorageDir    = "IMCOL_TB_STORAGE_DIR"
+)
+
+// Endpoints are the addresses of one collector under test.
+type Endpoints struct {
+	OTLPGRPC, OTLPHTTP, Health, Prometheus string
+	TelemetryPort                          int
+	StorageDir                             string
+}
+
+// TelemetryURL is the collector's own metrics endpoint.
+func (e Endpoints) TelemetryURL() string {
+	return "http://127.0.0.1:" + strconv.Itoa(e.TelemetryPort) + "/metrics"
+}
+
+// PrometheusURL is the prometheus exporter's endpoint (pipeline metrics, e.g. SLO series).
+func (e Endpoints) PrometheusURL() string { return "http://" + e.Prometheus + "/metrics" }
+
+// Spec describes the collector of a scenario.
+type Spec struct {
+	// Name labels the run in logs and file names.
+	Name string
+	// Config is the collector's YAML; it reads the IMCOL_TB_* variables.
+	Config []byte
+	// Env adds variables (e.g. the im_loss timeouts a config reads).
+	Env map[string]string
+	// Sink is the endpoint imcol exports to.
+	Sink string
+	// MonitorInterval is the resource sampling period (default 1s).
+	MonitorInterval time.Duration
+}
+
+// Collector is bin/imcol running a scenario config.
+type Collector struct {
+	Endpoints Endpoints
+	// Monitor samples the current process; Restart replaces it (Usage covers them all).
+	Monitor  *Monitor
+	monitors []*Monitor
+
+	t          testing.TB
+	spec       Spec
+	configPath string
+	env        map[string]string
+	proc       *testcollector.Process
+	pid        int32
+	cancelMon  context.CancelFunc
+}
+
+// StartCollector writes the config, starts the binary on free ports and waits for health.
+// The collector is stopped (SIGTERM, must exit 0) when the test ends unless the scenario
+// stopped or killed it itself.
+func StartCollector(t testing.TB, spec Spec) *Collector {
+	t.Helper()
+	dir := t.TempDir()
+	c := &Collector{
+		t:          t,
+		spec:       spec,
+		configPath: filepath.Join(dir, sanitize(spec.Name)+".yaml"),
+		Endpoints: Endpoints{
+			OTLPGRPC:      testcollector.FreeEndpoint(t),
+			OTLPHTTP:      testcollector.FreeEndpoint(t),
+			Health:        testcollector.FreeEndpoint(t),
+			Prometheus:    testcollector.FreeEndpoint(t),
+			TelemetryPort: testcollector.FreePort(t),
+			StorageDir:    filepath.Join(dir, "storage"),
+		},
+	}
+	if err := os.MkdirAll(c.Endpoints.StorageDir, 0o700); err != nil {
+		t.Fatalf("storage dir: %v", err)
+	}
+	if err := os.WriteFile(c.configPath, spec.Config, 0o600); err != nil {
+		t.Fatalf("writing the %s config: %v", spec.Name, err)
+	}
+	c.env = map[string]string{
+		EnvOTLPGRPC:      c.Endpoints.OTLPGRPC,
+		EnvOTLPHTTP:      c.Endpoints.OTLPHTTP,
+		EnvHealth:        c.Endpoints.Health,
+		EnvTelemetryPort: strconv.Itoa(c.Endpoints.TelemetryPort),
+		EnvPrometheus:    c.Endpoints.Prometheus,
+		EnvSink:          spec.Sink,
+		EnvStorageDir:    c.Endpoints.StorageDir,
+	}
+	for k, v := range spec.Env {
+		c.env[k] = v
+	}
+	c.launch()
+	return c
+}
+
+func (c *Collector) launch() {
+	c.t.Helper()
+	proc := testcollector.Launch(c.t, testcollector.Binary(c.t), []string{"--config", c.configPath}, c.env)
+	c.proc = proc
+	// Registered after Launch's own cleanup (which kills), so it runs first: each process
+	// gets a graceful stop whose exit status is checked, unless the scenario ended it.
+	c.t.Cleanup(func() {
+		if c.proc != proc {
+			return
+		}
+		if err := c.Stop(); err != nil {
+			c.t.Errorf("%s: %v", c.spec.Name, err)
+		}
+	})
+	if err := c.proc.WaitHealthy("http://"+c.Endpoints.Health+"/", 90*time.Second); err != nil {
+		c.t.Fatalf("%s: collector not healthy: %v\n%s", c.spec.Name, err, c.proc.Output())
+	}
+	pid, err := childPid(c.configPath)
+	if err != nil {
+		c.t.Fatalf("%s: %v", c.spec.Name, err)
+	}
+	c.pid = pid
+	mon, err := NewMonitor(pid)
+	if err != nil {
+		c.t.Fatalf("%s: %v", c.spec.Name, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.Monitor, c.cancelMon = mon, cancel
+	c.monitors = append(c.monitors, mon)
+	interval := c.spec.MonitorInterval
+	if interval == 0 {
+		interval = time.Second
+	}
+	mon.Start(ctx, interval)
+}
+
+// childPid finds the collector among this process's children by its unique config path:
+// testcollector does not expose the pid, and the config file name is ours alone.
+func childPid(configPath string) (int32, error) {
+	self, err := process.NewProcess(int32(os.Getpid()))
+	if err != nil {
+		return 0, err
+	}
+	children, err := self.Children()
+	if err != nil {
+		return 0, fmt.Errorf("listing child processes: %w", err)
+	}
+	for _, ch := range children {
+		args, err := ch.CmdlineSlice()
+		if err != nil {
+			continue
+		}
+		for _, a := range args {
+			if a == configPath {
+				return ch.Pid, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("no child process runs --config %s", configPath)
+}
+
+// Usage summarises the collector's resources in [from, to] over every process it ran as:
+// CPU seconds add up, maxima are the largest, averages weigh each process by its samples.
+func (c *Collector) Usage(from, to time.Time) Usage {
+	var total Usage
+	var cpuWeighted, rssWeighted float64
+	for _, m := range c.monitors {
+		u := m.Usage(from, to)
+		if u.Samples == 0 {
+			continue
+		}
+		total.Samples += u.Samples
+		total.CPUSeconds += u.CPUSeconds
+		total.CPUMax = max(total.CPUMax, u.CPUMax)
+		total.RSSMax = max(total.RSSMax, u.RSSMax)
+		cpuWeighted += u.CPUAvg * float64(u.Samples)
+		rssWeighted += float64(u.RSSAvg) * float64(u.Samples)
+	}
+	if total.Samples > 0 {
+		total.CPUAvg = cpuWeighted / float64(total.Samples)
+		total.RSSAvg = uint64(rssWeighted / float64(total.Samples))
+	}
+	return total
+}
+
+// Pid is the current process id.
+func (c *Collector) Pid() int32 { return c.pid }
+
+// Output is what the collector printed.
+func (c *Collector) Output() string {
+	if c.proc == nil {
+		return ""
+	}
+	return c.proc.Output()
+}
+
+// Stop sends SIGTERM and waits for a clean exit (status 0).
+func (c *Collector) Stop() error {
+	if c.proc == nil {
+		return nil
+	}
+	c.Monitor.Record(time.Now())
+	c.cancelMon()
+	err := c.proc.Stop(30 * time.Second)
+	c.proc = nil
+	if err != nil {
+		return fmt.Errorf("collector did not stop cleanly: %w", err)
+	}
+	return nil
+}
+
+// Kill ends the collector with SIGKILL, as a crash would.
+func (c *Collector) Kill() {
+	if c.proc == nil {
+		return
+	}
+	c.cancelMon()
+	c.proc.Kill()
+	c.proc = nil
+}
+
+// Restart starts the collector again with the same config, ports and storage directory,
+// after a Kill or a Stop.
+func (c *Collector) Restart() {
+	c.t.Helper()
+	if c.proc != nil {
+		c.t.Fatalf("%s: restart while running", c.spec.Name)
+	}
+	c.launch()
+}
+
+// Telemetry scrapes the collector's own metrics.
+func (c *Collector) Telemetry(ctx context.Context) (Families, error) {
+	return Scrape(ctx, c.Endpoints.TelemetryURL())
+}
+
+// Pipeline scrapes the prometheus exporter.
+func (c *Collector) Pipeline(ctx context.Context) (Families, error) {
+	return Scrape(ctx, c.Endpoints.PrometheusURL())
+}
+
+func sanitize(name string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, name)
+}

@@ -1,0 +1,288 @@
+// Package harness runs bin/imcol as a child process for testbed scenarios: it writes the
+// scenario config, starts the collector on free loopback ports through internal/testcollector,
+// receives everything the collector exports in an in-process OTLP sink, scrapes its Prometheus
+// endpoints, samples its CPU and RSS, and validates the outcome records against the ground
+// truth recorded by the fault planner.
+package harness // import "github.com/imcol/imcol/testbed/harness"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/grpc"
+	// Collector exporters compress with gzip by default; a real backend accepts it.
+	_ "google.golang.org/grpc/encoding/gzip"
+
+	"github.com/imcol/imcol/components/imsemconv"
+)
+
+// Record is one outcome record the sink received.
+type Record struct {
+	Signal         string // traces or logs
+	Outcome        imsemconv.Outcome
+	Reason         imsemconv.LossReason
+	Stage          string
+	MessageID      string
+	ConversationID string
+	Device         string
+	Seq            int64
+	HasSeq         bool
+	// At is when the sink received it.
+	At time.Time
+}
+
+// SinkOptions configure what the sink keeps besides its counters.
+type SinkOptions struct {
+	// KeepRecords keeps every outcome record (for validation).
+	KeepRecords bool
+	// TrackUnique remembers the span id of every lifecycle span and log record (every item
+	// but outcome records), so lost and duplicated items can be counted exactly (the
+	// backend-outage scenario: the generator gives every event its own span id).
+	TrackUnique bool
+	// MaxTracked bounds the records kept and the ids remembered (default 20M each); what
+	// does not fit is counted in Overflow.
+	MaxTracked int
+}
+
+// Sink is an in-process OTLP gRPC server standing in for imcol's backend. It can be taken
+// down and brought back on the same address to simulate a backend outage.
+type Sink struct {
+	opts SinkOptions
+	addr string
+	now  func() time.Time
+
+	mu      sync.Mutex
+	srv     *grpc.Server
+	serving chan struct{}
+	records []Record
+	unique  map[pcommon.SpanID]struct{}
+
+	spans, logs, points, outcomes, repeats, overflow atomic.Int64
+}
+
+// NewSink listens on addr ("127.0.0.1:0" picks a port).
+func NewSink(addr string, opts SinkOptions) (*Sink, error) {
+	if opts.MaxTracked == 0 {
+		opts.MaxTracked = 20_000_000
+	}
+	s := &Sink{opts: opts, addr: addr, now: time.Now}
+	if opts.TrackUnique {
+		s.unique = make(map[pcommon.SpanID]struct{})
+	}
+	if err := s.Start(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Endpoint is the sink's host:port.
+func (s *Sink) Endpoint() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// Start (re)opens the listener on the sink's address.
+func (s *Sink) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv != nil {
+		return errors.New("sink: already serving")
+	}
+	lis, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("sink: %w", err)
+	}
+	s.addr = lis.Addr().String()
+	srv := grpc.NewServer()
+	ptraceotlp.RegisterGRPCServer(srv, &traceService{s: s})
+	plogotlp.RegisterGRPCServer(srv, &logService{s: s})
+	pmetricotlp.RegisterGRPCServer(srv, &metricService{s: s})
+	s.srv = srv
+	done := make(chan struct{})
+	s.serving = done
+	go func() {
+		defer close(done)
+		_ = srv.Serve(lis)
+	}()
+	return nil
+}
+
+// Stop closes the listener and every connection, as a crashed backend would.
+func (s *Sink) Stop() {
+	s.mu.Lock()
+	srv, done := s.srv, s.serving
+	s.srv = nil
+	s.mu.Unlock()
+	if srv != nil {
+		srv.Stop()
+		<-done
+	}
+}
+
+// Counts returns the items received so far: spans, log records, metric data points, and the
+// outcome records among the spans and log records.
+func (s *Sink) Counts() (spans, logs, points, outcomes int64) {
+	return s.spans.Load(), s.logs.Load(), s.points.Load(), s.outcomes.Load()
+}
+
+// Unique returns the distinct lifecycle span ids seen (TrackUnique), the items that repeated one, and
+// the items not tracked because MaxTracked was reached.
+func (s *Sink) Unique() (distinct int, repeats, overflow int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.unique), s.repeats.Load(), s.overflow.Load()
+}
+
+// Seen reports whether an item with this span id arrived (TrackUnique).
+func (s *Sink) Seen(id pcommon.SpanID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.unique[id]
+	return ok
+}
+
+// Records returns a copy of the outcome records kept so far.
+func (s *Sink) Records() []Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Record(nil), s.records...)
+}
+
+func (s *Sink) keep(recs []Record, ids []pcommon.SpanID) {
+	if len(recs) == 0 && len(ids) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range recs {
+		if len(s.records) >= s.opts.MaxTracked {
+			s.overflow.Add(1)
+			continue
+		}
+		s.records = append(s.records, r)
+	}
+	for _, id := range ids {
+		if _, dup := s.unique[id]; dup {
+			s.repeats.Add(1)
+			continue
+		}
+		if len(s.unique) >= s.opts.MaxTracked {
+			s.overflow.Add(1)
+			continue
+		}
+		s.unique[id] = struct{}{}
+	}
+}
+
+type traceService struct {
+	ptraceotlp.UnimplementedGRPCServer
+	s *Sink
+}
+
+func (t *traceService) Export(_ context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
+	s := t.s
+	at := s.now()
+	var recs []Record
+	var ids []pcommon.SpanID
+	td := req.Traces()
+	s.spans.Add(int64(td.SpanCount()))
+	for _, rs := range td.ResourceSpans().All() {
+		for _, ss := range rs.ScopeSpans().All() {
+			for _, sp := range ss.Spans().All() {
+				if sp.Name() != imsemconv.OutcomeEventName {
+					if s.opts.TrackUnique {
+						ids = append(ids, sp.SpanID())
+					}
+					continue
+				}
+				s.outcomes.Add(1)
+				if s.opts.KeepRecords {
+					recs = append(recs, decodeRecord("traces", sp.Attributes(), at))
+				}
+			}
+		}
+	}
+	s.keep(recs, ids)
+	return ptraceotlp.NewExportResponse(), nil
+}
+
+type logService struct {
+	plogotlp.UnimplementedGRPCServer
+	s *Sink
+}
+
+func (l *logService) Export(_ context.Context, req plogotlp.ExportRequest) (plogotlp.ExportResponse, error) {
+	s := l.s
+	at := s.now()
+	var recs []Record
+	var ids []pcommon.SpanID
+	ld := req.Logs()
+	s.logs.Add(int64(ld.LogRecordCount()))
+	for _, rl := range ld.ResourceLogs().All() {
+		for _, sl := range rl.ScopeLogs().All() {
+			for _, lr := range sl.LogRecords().All() {
+				if lr.EventName() != imsemconv.OutcomeEventName {
+					if s.opts.TrackUnique {
+						ids = append(ids, lr.SpanID())
+					}
+					continue
+				}
+				s.outcomes.Add(1)
+				if s.opts.KeepRecords {
+					recs = append(recs, decodeRecord("logs", lr.Attributes(), at))
+				}
+			}
+		}
+	}
+	s.keep(recs, ids)
+	return plogotlp.NewExportResponse(), nil
+}
+
+type metricService struct {
+	pmetricotlp.UnimplementedGRPCServer
+	s *Sink
+}
+
+func (m *metricService) Export(_ context.Context, req pmetricotlp.ExportRequest) (pmetricotlp.ExportResponse, error) {
+	m.s.points.Add(int64(req.Metrics().DataPointCount()))
+	return pmetricotlp.NewExportResponse(), nil
+}
+
+// decodeRecord reads an outcome record's attributes; a missing or ill-typed attribute
+// yields an empty field, which validation reports as a mismatch rather than a crash.
+func decodeRecord(signal string, a pcommon.Map, at time.Time) Record {
+	r := Record{Signal: signal, At: at}
+	str := func(k string) string {
+		if v, ok := a.Get(k); ok && v.Type() == pcommon.ValueTypeStr {
+			return v.Str()
+		}
+		return ""
+	}
+	r.Outcome = imsemconv.Outcome(str(imsemconv.AttrOutcome))
+	r.Reason = imsemconv.LossReason(str(imsemconv.AttrLossReason))
+	r.Stage = str(imsemconv.AttrLossStage)
+	if r.Outcome == imsemconv.OutcomeDuplicate || r.Outcome == imsemconv.OutcomeLate {
+		// For records about one event the event's own stage is the one that matters;
+		// im.loss.stage, when present, keeps the stage at which the message was lost.
+		if st := str(imsemconv.AttrStage); st != "" {
+			r.Stage = st
+		}
+	}
+	r.MessageID = str(imsemconv.AttrMessageID)
+	r.ConversationID = str(imsemconv.AttrConversationID)
+	r.Device = str(imsemconv.AttrRecipientDevice)
+	if v, ok := a.Get(imsemconv.AttrSeq); ok && v.Type() == pcommon.ValueTypeInt {
+		r.Seq, r.HasSeq = v.Int(), true
+	}
+	return r
+}

@@ -1,0 +1,219 @@
+// Package scenarios are the testbed's scenarios: correctness (part of `go test`), and the
+// performance and resilience scenarios imbench runs (throughput, memory, restart,
+// backend-outage), each against the real bin/imcol. Every scenario takes a testing.TB, so
+// tests and the imbench command (through harness.RunSession) share the same code.
+package scenarios // import "github.com/imcol/imcol/testbed/scenarios"
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/imcol/imcol/internal/testcollector"
+	"github.com/imcol/imcol/testbed/configs"
+	"github.com/imcol/imcol/testbed/faults"
+	"github.com/imcol/imcol/testbed/harness"
+	"github.com/imcol/imcol/testbed/sender"
+	"github.com/imcol/imcol/testbed/workload"
+)
+
+// Environment variables the im_loss sections of the scenario configs read.
+const (
+	EnvAckTimeout     = "IMCOL_TB_ACK_TIMEOUT"
+	EnvOfflineTimeout = "IMCOL_TB_OFFLINE_TIMEOUT"
+	EnvReorderWindow  = "IMCOL_TB_REORDER_WINDOW"
+	EnvTickInterval   = "IMCOL_TB_TICK_INTERVAL"
+	EnvMaxTracked     = "IMCOL_TB_MAX_TRACKED"
+)
+
+func timeoutEnv(t faults.Timeouts) map[string]string {
+	return map[string]string{
+		EnvAckTimeout:     t.AckTimeout.String(),
+		EnvOfflineTimeout: t.OfflineTimeout.String(),
+		EnvReorderWindow:  t.ReorderWindow.String(),
+		EnvTickInterval:   t.TickInterval.String(),
+	}
+}
+
+// ShortTimeouts are the im_loss settings of the quick scenarios: every fault class is
+// decided within seconds, with margins wide enough for a loaded two-core machine.
+func ShortTimeouts() faults.Timeouts {
+	return faults.Timeouts{
+		AckTimeout:     3 * time.Second,
+		OfflineTimeout: 12 * time.Second,
+		ReorderWindow:  3 * time.Second,
+		TickInterval:   100 * time.Millisecond,
+		Margin:         2 * time.Second,
+	}
+}
+
+// offlineReconnect places offline devices' return after the ack timeout (so the offline
+// queue is what saves them) and two margins before the offline timeout: the device's
+// deliver and ack come seconds after the message's first event, so a stall of the machine
+// at that moment is not absorbed by the rest of the message's events arriving late too.
+func offlineReconnect(t faults.Timeouts) (lo, hi time.Duration) {
+	return t.AckTimeout + t.Margin + t.TickInterval, t.OfflineTimeout - 2*t.Margin
+}
+
+// outcomeSignals are the signals the IM scenario configs emit every outcome record as
+// (im_loss `outcomes: signals: [traces, logs]`); each is validated on its own.
+var outcomeSignals = []string{"traces", "logs"}
+
+// expectedAllSignals is the outcome records the sink must receive: every record in every signal.
+func expectedAllSignals(book *faults.Book) int64 {
+	return expectedRecords(book) * int64(len(outcomeSignals))
+}
+
+// Load is one planned stream of messages.
+type Load struct {
+	Workload workload.Config
+	Faults   map[faults.Class]float64
+	Timeouts faults.Timeouts
+	Sender   sender.Config
+}
+
+// loadRun is a load in progress.
+type loadRun struct {
+	book *faults.Book
+	run  *sender.Run
+	seed uint64
+}
+
+func startLoad(ctx context.Context, tb testing.TB, l Load) *loadRun {
+	tb.Helper()
+	gen, err := workload.NewGenerator(l.Workload)
+	if err != nil {
+		tb.Fatalf("workload: %v", err)
+	}
+	book := faults.NewBook()
+	planner, err := faults.NewPlanner(gen, faults.Config{Probability: l.Faults, Timeouts: l.Timeouts}, book)
+	if err != nil {
+		tb.Fatalf("faults: %v", err)
+	}
+	run, err := sender.Start(ctx, l.Sender, planner)
+	if err != nil {
+		tb.Fatalf("sender: %v", err)
+	}
+	return &loadRun{book: book, run: run, seed: l.Workload.Seed}
+}
+
+// expectedRecords is the number of outcome records the truth calls for.
+func expectedRecords(book *faults.Book) int64 {
+	var n int64
+	for _, t := range book.All() {
+		n += int64(len(t.Labels))
+	}
+	return n
+}
+
+// settleCondition says when a collector has finished with a load.
+type settleCondition struct {
+	// minRecords is the outcome records the sink must have (0: no requirement).
+	minRecords int64
+	// idle requires im_loss to follow no message any more.
+	idle bool
+	// lifecycle is the lifecycle items the sink must have received (0: no requirement).
+	lifecycle int64
+}
+
+// settleState is what the last settle poll saw.
+type settleState struct {
+	Settled          bool    `json:"settled"`
+	Records          int64   `json:"records"`
+	Lifecycle        int64   `json:"lifecycle_items"`
+	Exported         float64 `json:"exported_items"`
+	Tracked          float64 `json:"tracked_messages"`
+	HasTrackedMetric bool    `json:"has_tracked_metric"`
+	Waited           string  `json:"waited"`
+	LastProblem      string  `json:"last_problem,omitempty"`
+}
+
+// settle polls until the collector has exported everything it received to the sink, the
+// sink has what cond asks for, and nothing changed between two polls; or until deadline.
+func settle(ctx context.Context, col *harness.Collector, sink *harness.Sink, cond settleCondition, deadline time.Duration) settleState {
+	ctx, cancel := context.WithTimeout(ctx, deadline)
+	defer cancel()
+	begin := time.Now()
+	var st settleState
+	var prev [2]int64
+	err := testcollector.Eventually(ctx, 250*time.Millisecond, func() error {
+		fams, err := col.Telemetry(ctx)
+		if err != nil {
+			return err
+		}
+		spans, logs, _, outcomes := sink.Counts()
+		st.Records = outcomes
+		st.Lifecycle = spans + logs - outcomes
+		st.Exported = fams.Sum("otelcol_exporter_sent_spans_total", nil) + fams.Sum("otelcol_exporter_sent_log_records_total", nil)
+		st.HasTrackedMetric = fams.Has(trackedMetric)
+		st.Tracked = fams.Sum(trackedMetric, nil)
+		cur := [2]int64{spans, logs}
+		stable := cur == prev
+		prev = cur
+		switch {
+		case cond.idle && !st.HasTrackedMetric:
+			return fmt.Errorf("the collector exposes no %s: is im_loss in this binary and pipeline?", trackedMetric)
+		case cond.idle && st.Tracked > 0:
+			return fmt.Errorf("im_loss still follows %.0f messages", st.Tracked)
+		case st.Records < cond.minRecords:
+			return fmt.Errorf("%d of %d outcome records at the sink", st.Records, cond.minRecords)
+		case st.Lifecycle < cond.lifecycle:
+			return fmt.Errorf("%d of %d lifecycle items at the sink", st.Lifecycle, cond.lifecycle)
+		case float64(spans+logs) < st.Exported:
+			return fmt.Errorf("the collector exported %.0f items, the sink has %d", st.Exported, spans+logs)
+		case !stable:
+			return fmt.Errorf("the sink is still receiving")
+		}
+		return nil
+	})
+	st.Settled = err == nil
+	if err != nil {
+		st.LastProblem = err.Error()
+	}
+	st.Waited = time.Since(begin).Round(time.Millisecond).String()
+	return st
+}
+
+const trackedMetric = "otelcol_processor_im_loss_tracked_messages"
+
+// startSinkAndCollector starts a sink and a collector running the named scenario config.
+func startSinkAndCollector(tb testing.TB, name, config string, env map[string]string, opts harness.SinkOptions) (*harness.Sink, *harness.Collector) {
+	tb.Helper()
+	sink, err := harness.NewSink("127.0.0.1:0", opts)
+	if err != nil {
+		tb.Fatalf("%v", err)
+	}
+	tb.Cleanup(sink.Stop)
+	cfg, err := configs.Get(config)
+	if err != nil {
+		tb.Fatalf("%v", err)
+	}
+	col := harness.StartCollector(tb, harness.Spec{Name: name, Config: cfg, Env: env, Sink: sink.Endpoint()})
+	return sink, col
+}
+
+// waitMessages polls until the load has started at least n messages.
+func waitMessages(ctx context.Context, lr *loadRun, n int64) error {
+	return testcollector.Eventually(ctx, 20*time.Millisecond, func() error {
+		select {
+		case <-lr.run.Done():
+			return testcollector.Permanent(fmt.Errorf("the load ended before %d messages", n))
+		default:
+		}
+		if got := lr.run.Stats().Messages; got < n {
+			return fmt.Errorf("%d of %d messages started", got, n)
+		}
+		return nil
+	})
+}
+
+// sloCounts reads one delivery SLO's counters from the prometheus exporter.
+func sloCounts(ctx context.Context, col *harness.Collector, slo string) (events, good float64, err error) {
+	fams, err := col.Pipeline(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	match := map[string]string{"slo_name": slo}
+	return fams.Sum("imcol_slo_events_total", match), fams.Sum("imcol_slo_good_events_total", match), nil
+}
