@@ -50,6 +50,9 @@ type Config struct {
 
 	// Storage is the id of a storage extension (file_storage) used to keep in-flight state across restarts.
 	Storage *component.ID `mapstructure:"storage"`
+	// CheckpointInterval is how often the state is also saved while running, so a crash
+	// (no shutdown) loses at most this much of it. 0 saves only at shutdown. Used with Storage.
+	CheckpointInterval time.Duration `mapstructure:"checkpoint_interval"`
 
 	_ struct{}
 }
@@ -184,6 +187,7 @@ func createDefaultConfig() component.Config {
 		MaxConversations:           200_000,
 		MaxDevicesPerMessage:       2_048,
 		DecidedCacheSize:           250_000,
+		CheckpointInterval:         10 * time.Second,
 		Outcomes: OutcomesConfig{
 			Emit:        EmitModeAll,
 			Signals:     []Signal{SignalTraces, SignalLogs},
@@ -233,6 +237,9 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.MaxMessagesPerConversation > cfg.MaxTrackedMessages && cfg.MaxTrackedMessages >= 1 {
 		errs = append(errs, fmt.Errorf("max_messages_per_conversation (%d) must not exceed max_tracked_messages (%d)", cfg.MaxMessagesPerConversation, cfg.MaxTrackedMessages))
+	}
+	if cfg.CheckpointInterval < 0 {
+		errs = append(errs, fmt.Errorf("checkpoint_interval must not be negative (0 disables checkpoints), got %s", cfg.CheckpointInterval))
 	}
 	if cfg.DecidedCacheSize < 0 {
 		errs = append(errs, fmt.Errorf("decided_cache_size must not be negative, got %d", cfg.DecidedCacheSize))

@@ -37,7 +37,7 @@ func TestLoadConfig(t *testing.T) {
 		MaxTrackedMessages: 5000, MaxMessagesPerConversation: 100, MaxConversations: 1000,
 		MaxDevicesPerMessage: 16, DecidedCacheSize: 0, DropDuplicates: true,
 		Outcomes: OutcomesConfig{Emit: EmitModeFailures, Signals: []Signal{SignalLogs}, ServiceName: "imcol-gateway"},
-		Storage:  &storageID,
+		Storage:  &storageID, CheckpointInterval: 30 * time.Second,
 	}
 
 	tests := []struct {
@@ -67,6 +67,7 @@ func TestLoadConfig(t *testing.T) {
 			wantErr: "max_gap must be at least 1\n" +
 				"max_tracked_messages must be at least 1, got 0\n" +
 				"max_devices_per_message must be at least 1, got -1\n" +
+				"checkpoint_interval must not be negative (0 disables checkpoints), got -1s\n" +
 				"decided_cache_size must not be negative, got -5",
 		},
 		{

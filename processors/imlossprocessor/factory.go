@@ -3,6 +3,7 @@ package imlossprocessor // import "github.com/imcol/imcol/processors/imlossproce
 import (
 	"context"
 
+	"github.com/jonboulle/clockwork"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/processor"
@@ -13,10 +14,10 @@ import (
 
 // NewFactory returns the im_loss processor factory.
 func NewFactory() processor.Factory {
-	return newFactory(realClock{})
+	return newFactory(clockwork.NewRealClock())
 }
 
-func newFactory(clk clock) processor.Factory {
+func newFactory(clk clockwork.Clock) processor.Factory {
 	return (&factory{shared: newSharedRuntimes(), clock: clk}).processorFactory()
 }
 
@@ -31,12 +32,18 @@ func (f *factory) processorFactory() processor.Factory {
 
 type factory struct {
 	shared *sharedRuntimes
-	clock  clock
+	clock  clockwork.Clock
+	// checkpointed is handed to every runtime (tests only, see lossRuntime.checkpointed).
+	checkpointed chan int
 }
 
 func (f *factory) runtime(set processor.Settings, cfg *Config, s *sink) (*lossProcessor, error) {
 	rt, idx, err := f.shared.acquire(set.ID, func() (*lossRuntime, error) {
-		return newLossRuntime(set.TelemetrySettings, set.ID, cfg, f.clock)
+		rt, err := newLossRuntime(set.TelemetrySettings, set.ID, cfg, f.clock)
+		if rt != nil {
+			rt.checkpointed = f.checkpointed
+		}
+		return rt, err
 	}, s)
 	if err != nil {
 		return nil, err

@@ -137,7 +137,12 @@ func FuzzSnapshotRestore(f *testing.F) {
 		ev := event.Event{MessageID: e.msg, ConversationID: e.conv, Stage: e.stage, Seq: e.seq, HasSeq: e.seq > 0, DeviceID: e.dev, Offline: e.offline}
 		tr.Apply(int64(i), &ev)
 	}
-	f.Add(tr.Snapshot(10))
+	f.Add(tr.Snapshot(10, tracker.Final))
+	f.Add(tr.Snapshot(10, tracker.Checkpoint))
+	done := event.Event{MessageID: "a", Stage: imsemconv.StageAck, DeviceID: "x"}
+	tr.Apply(11, &done)
+	tr.Tick(int64(time.Hour))
+	f.Add(tr.Snapshot(int64(time.Hour), tracker.Final)) // with decided messages
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tr := fuzzTracker()
 		_, _ = tr.Restore(data, 100)
@@ -145,6 +150,6 @@ func FuzzSnapshotRestore(f *testing.F) {
 			t.Fatalf("restore exceeded limits: %d", tr.Len())
 		}
 		tr.Tick(int64(time.Hour) * 24)
-		_ = tr.Snapshot(0)
+		_ = tr.Snapshot(0, tracker.Final)
 	})
 }

@@ -2,10 +2,10 @@ package imlossprocessor
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
@@ -19,37 +19,16 @@ import (
 	"github.com/imcol/imcol/processors/imlossprocessor/internal/metadatatest"
 )
 
-// fakeClock only moves when told; its tickers never fire (tests tick explicitly).
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
+// newFakeClock is a clockwork fake clock at a fixed start. Its tickers fire only when a test
+// advances it past their period; tests that need a tick at a known point use forceTick.
+func newFakeClock() *clockwork.FakeClock {
+	return clockwork.NewFakeClockAt(time.Unix(1_700_000_000, 0).UTC())
 }
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_700_000_000, 0).UTC()} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func (*fakeClock) NewTicker(time.Duration) ticker { return fakeTicker{} }
-
-type fakeTicker struct{}
-
-func (fakeTicker) C() <-chan time.Time { return nil }
-func (fakeTicker) Stop()               {}
 
 // harness runs one im_loss instance in a traces and a logs pipeline, as the collector would.
 type harness struct {
 	t      *testing.T
-	clock  *fakeClock
+	clock  *clockwork.FakeClock
 	f      *factory
 	id     component.ID
 	traces processor.Traces
@@ -59,14 +38,21 @@ type harness struct {
 	tel    *componenttest.Telemetry
 }
 
-func newHarness(t *testing.T, cfg *Config, host component.Host, clk *fakeClock) *harness {
+func newHarness(t *testing.T, cfg *Config, host component.Host, clk *clockwork.FakeClock) *harness {
+	t.Helper()
+	return newHarnessWithHook(t, cfg, host, clk, nil)
+}
+
+// newHarnessWithHook also hands checkpointed to the runtime: it receives the size of every
+// periodic checkpoint once written.
+func newHarnessWithHook(t *testing.T, cfg *Config, host component.Host, clk *clockwork.FakeClock, checkpointed chan int) *harness {
 	t.Helper()
 	if clk == nil {
 		clk = newFakeClock()
 	}
 	h := &harness{
 		t: t, clock: clk,
-		f:     &factory{shared: newSharedRuntimes(), clock: clk},
+		f:     &factory{shared: newSharedRuntimes(), clock: clk, checkpointed: checkpointed},
 		tsink: new(consumertest.TracesSink),
 		lsink: new(consumertest.LogsSink),
 		tel:   componenttest.NewTelemetry(),

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"time"
 
+	"github.com/jonboulle/clockwork"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/extension/xextension/storage"
@@ -51,7 +54,7 @@ type lossRuntime struct {
 	logger  *zap.Logger
 	tel     *metadata.TelemetryBuilder
 	attrs   *metricAttrs
-	clock   clock
+	clock   clockwork.Clock
 	extract *extractor
 	tr      *tracker.Tracker
 
@@ -66,11 +69,22 @@ type lossRuntime struct {
 	events   sync.Pool
 
 	client storage.Client
+
+	// Checkpoints: the loop encodes the snapshot (it owns the state) and hands the bytes
+	// to checkpointLoop, which writes them, so storage I/O never holds up events.
+	tickTicker  clockwork.Ticker
+	ckTicker    clockwork.Ticker // nil without checkpoints
+	checkpoints chan []byte
+	ckDone      chan struct{}
+	ckWriting   atomic.Bool // a checkpoint is queued or being written
+	savedChunks int         // chunks of the snapshot in storage; owned by whoever writes
+	// checkpointed, when set (tests), receives the size of every periodic checkpoint written.
+	checkpointed chan int
 }
 
 const maxSinks = 255
 
-func newLossRuntime(set component.TelemetrySettings, id component.ID, cfg *Config, clk clock) (*lossRuntime, error) {
+func newLossRuntime(set component.TelemetrySettings, id component.ID, cfg *Config, clk clockwork.Clock) (*lossRuntime, error) {
 	tel, err := metadata.NewTelemetryBuilder(set)
 	if err != nil {
 		return nil, err
@@ -144,6 +158,13 @@ func (r *lossRuntime) start(ctx context.Context, host component.Host) error {
 		}
 		r.client = client
 		r.restore(ctx)
+		if r.checkpointing() {
+			// Rewrite what was restored as a checkpoint right away: a crash before the first
+			// periodic one must neither forget it nor bring it back as exact.
+			if err := r.writeSnapshot(ctx, r.tr.Snapshot(r.clock.Now().UnixNano(), tracker.Checkpoint)); err != nil {
+				r.logger.Warn("Cannot write the first checkpoint", zap.Error(err))
+			}
+		}
 	}
 	for _, sig := range r.cfg.Outcomes.Signals {
 		if !r.hasSink(sig) {
@@ -151,9 +172,21 @@ func (r *lossRuntime) start(ctx context.Context, host component.Host) error {
 				zap.String("signal", string(sig)))
 		}
 	}
+	// Tickers are created here, not in the loop, so a fake clock in tests sees them at once.
+	r.tickTicker = r.clock.NewTicker(r.cfg.TickInterval)
+	if r.checkpointing() {
+		r.ckTicker = r.clock.NewTicker(r.cfg.CheckpointInterval)
+		r.checkpoints = make(chan []byte, 1)
+		r.ckDone = make(chan struct{})
+		go r.checkpointLoop()
+	}
 	go r.loop()
 	go r.emitLoop()
 	return nil
+}
+
+func (r *lossRuntime) checkpointing() bool {
+	return r.client != nil && r.cfg.CheckpointInterval > 0
 }
 
 func (r *lossRuntime) hasSink(sig Signal) bool {
@@ -176,6 +209,15 @@ func (r *lossRuntime) shutdown(ctx context.Context) error {
 	case <-r.loopDone:
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+	if r.checkpoints != nil {
+		// The final save below must not be overtaken by a checkpoint still being written.
+		close(r.checkpoints)
+		select {
+		case <-r.ckDone:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	close(r.emitCh)
 	select {
@@ -239,14 +281,20 @@ func (r *lossRuntime) putEvents(evs *[]event.Event) {
 
 func (r *lossRuntime) loop() {
 	defer close(r.loopDone)
-	t := r.clock.NewTicker(r.cfg.TickInterval)
-	defer t.Stop()
+	defer r.tickTicker.Stop()
+	var ckC <-chan time.Time
+	if r.ckTicker != nil {
+		defer r.ckTicker.Stop()
+		ckC = r.ckTicker.Chan()
+	}
 	for {
 		select {
 		case item := <-r.work:
 			r.apply(item)
-		case <-t.C():
+		case <-r.tickTicker.Chan():
 			r.tick()
+		case <-ckC:
+			r.checkpoint()
 		case <-r.stopping:
 			// Receivers stop before processors, so what is queued is all there will be.
 			for {
@@ -310,6 +358,9 @@ func (r *lossRuntime) flush() {
 	if c.TooManyDevices > 0 {
 		r.tel.ProcessorImLossUnrecognizedEvents.Add(ctx, c.TooManyDevices, r.attrs.unrecognized(event.ReasonTooManyDevices))
 	}
+	if c.Unjudged > 0 {
+		r.tel.ProcessorImLossUnrecognizedEvents.Add(ctx, c.Unjudged, r.attrs.unrecognized(event.ReasonUnjudgedAfterRestart))
+	}
 	outs := r.tr.TakeOutcomes()
 	if len(outs) == 0 {
 		return
@@ -345,6 +396,38 @@ func (r *lossRuntime) forceTick() {
 	done := make(chan struct{})
 	r.work <- workItem{tickDone: done}
 	<-done
+}
+
+// checkpoint encodes the state on the loop and queues it for checkpointLoop. The encoding
+// is the only part that holds up events (see README, Restarts). When the previous
+// checkpoint is still being written this one is skipped rather than queued: storage slower
+// than the interval must not pile up snapshots in memory.
+func (r *lossRuntime) checkpoint() {
+	if r.ckWriting.Load() {
+		r.logger.Warn("Skipping a checkpoint: the previous one is still being written; consider a longer checkpoint_interval")
+		return
+	}
+	start := time.Now()
+	data := r.tr.Snapshot(r.clock.Now().UnixNano(), tracker.Checkpoint)
+	r.logger.Debug("Checkpoint encoded", zap.Int("bytes", len(data)), zap.Int("messages", r.tr.Len()), zap.Duration("encode", time.Since(start)))
+	r.ckWriting.Store(true)
+	r.checkpoints <- data
+}
+
+func (r *lossRuntime) checkpointLoop() {
+	defer close(r.ckDone)
+	for data := range r.checkpoints {
+		start := time.Now()
+		if err := r.writeSnapshot(context.Background(), data); err != nil {
+			r.logger.Warn("Cannot write checkpoint", zap.Error(err))
+		} else {
+			r.logger.Debug("Checkpoint written", zap.Int("bytes", len(data)), zap.Duration("write", time.Since(start)))
+		}
+		r.ckWriting.Store(false)
+		if r.checkpointed != nil {
+			r.checkpointed <- len(data)
+		}
+	}
 }
 
 // metricAttrs precomputes attribute sets so recording does not allocate.

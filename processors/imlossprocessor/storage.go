@@ -10,6 +10,8 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.uber.org/zap"
+
+	"github.com/imcol/imcol/processors/imlossprocessor/internal/tracker"
 )
 
 // The snapshot is split into chunks so no single value is too large for the storage
@@ -39,9 +41,10 @@ func storageClient(ctx context.Context, host component.Host, storageID, self com
 
 func chunkKey(i int) string { return storageChunkPrefix + strconv.Itoa(i) }
 
-// restore loads the saved state into the (not yet running) tracker and deletes it, so a
-// crash later cannot resurrect stale state. A corrupt snapshot is logged, not fatal: the
-// cost is the same as a restart without storage.
+// restore loads the saved state into the (not yet running) tracker. Without checkpoints
+// the saved copy is deleted, so a crash later cannot resurrect stale state; with them, start
+// overwrites it with a checkpoint at once. A corrupt snapshot is logged, not fatal: the cost
+// is the same as a restart without storage.
 func (r *lossRuntime) restore(ctx context.Context) {
 	meta, err := r.client.Get(ctx, storageMetaKey)
 	if err != nil {
@@ -57,6 +60,7 @@ func (r *lossRuntime) restore(ctx context.Context) {
 		r.deleteSaved(ctx, 0)
 		return
 	}
+	r.savedChunks = int(n)
 	ops := make([]*storage.Operation, int(n))
 	for i := range ops {
 		ops[i] = storage.GetOperation(chunkKey(i))
@@ -69,13 +73,24 @@ func (r *lossRuntime) restore(ctx context.Context) {
 	for _, op := range ops {
 		data = append(data, op.Value...)
 	}
-	restored, err := r.tr.Restore(data, r.clock.Now().UnixNano())
-	if err != nil {
-		r.logger.Warn("Saved in-flight state partly unreadable", zap.Int("restored", restored), zap.Error(err))
-	} else {
-		r.logger.Info("Restored in-flight messages", zap.Int("messages", restored))
+	st, err := r.tr.Restore(data, r.clock.Now().UnixNano())
+	fields := []zap.Field{
+		zap.Int("messages", st.Messages), zap.Int("decided", st.Decided), zap.Int("format_version", st.Version),
+		zap.Bool("from_checkpoint", st.Kind == tracker.Checkpoint),
 	}
-	r.deleteSaved(ctx, int(n))
+	switch {
+	case err != nil:
+		r.logger.Warn("Saved in-flight state partly unreadable", append(fields, zap.Error(err))...)
+	case st.Kind == tracker.Checkpoint:
+		r.logger.Warn("Restored in-flight state from a checkpoint (the collector did not shut down cleanly): "+
+			"these messages are never judged lost, and sequence gaps across the crash are not reported", fields...)
+	default:
+		r.logger.Info("Restored in-flight state", fields...)
+	}
+	if !r.checkpointing() {
+		r.deleteSaved(ctx, int(n))
+		r.savedChunks = 0
+	}
 	r.flush() // restoring into smaller limits may have evicted
 }
 
@@ -89,21 +104,36 @@ func (r *lossRuntime) deleteSaved(ctx context.Context, chunks int) {
 	}
 }
 
+// save writes the final snapshot at shutdown, after the last event was applied.
 func (r *lossRuntime) save(ctx context.Context) error {
-	data := r.tr.Snapshot(r.clock.Now().UnixNano())
+	if err := r.writeSnapshot(ctx, r.tr.Snapshot(r.clock.Now().UnixNano(), tracker.Final)); err != nil {
+		return err
+	}
+	r.logger.Info("Saved in-flight messages", zap.Int("messages", r.tr.Len()))
+	return nil
+}
+
+// writeSnapshot replaces the saved snapshot in one storage batch (one transaction in
+// file_storage): the chunks, the deletion of chunks a larger previous snapshot left behind,
+// and the meta key last. Callers never overlap: start, then checkpointLoop, then shutdown.
+func (r *lossRuntime) writeSnapshot(ctx context.Context, data []byte) error {
 	var ops []*storage.Operation
 	for i := 0; len(data) > 0; i++ {
 		n := min(len(data), storageChunkSize)
 		ops = append(ops, storage.SetOperation(chunkKey(i), data[:n]))
 		data = data[n:]
 	}
-	if len(ops) > maxStorageChunks {
+	chunks := len(ops)
+	if chunks > maxStorageChunks {
 		return errors.New("in-flight state too large to save")
 	}
-	ops = append(ops, storage.SetOperation(storageMetaKey, binary.AppendUvarint(nil, uint64(len(ops)))))
+	for i := chunks; i < r.savedChunks; i++ {
+		ops = append(ops, storage.DeleteOperation(chunkKey(i)))
+	}
+	ops = append(ops, storage.SetOperation(storageMetaKey, binary.AppendUvarint(nil, uint64(chunks))))
 	if err := r.client.Batch(ctx, ops...); err != nil {
 		return fmt.Errorf("saving in-flight state: %w", err)
 	}
-	r.logger.Info("Saved in-flight messages", zap.Int("messages", r.tr.Len()))
+	r.savedChunks = chunks
 	return nil
 }

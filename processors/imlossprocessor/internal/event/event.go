@@ -63,6 +63,10 @@ const (
 	ReasonOverload              Reason = "overload"
 	ReasonOrphan                Reason = "orphan_message"
 	ReasonTooManyDevices        Reason = "too_many_devices"
+	// ReasonUnjudgedAfterRestart counts messages whose deadline passed incomplete but whose
+	// missing events may have been applied before a crash and lost with it (restored from a
+	// checkpoint, or with events stamped before the restart): neither delivered nor lost.
+	ReasonUnjudgedAfterRestart Reason = "unjudged_after_restart"
 )
 
 // Names are the attribute keys to read; every one is configurable.

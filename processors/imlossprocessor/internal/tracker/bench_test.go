@@ -116,3 +116,45 @@ func BenchmarkApply(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSnapshot measures what a checkpoint costs the tracker goroutine: encoding
+// 100,000 in-flight messages (send, persist with seq, push to one device; 10,000
+// conversations) and a full default decided memory of 250,000 entries. Events wait for
+// this long once per checkpoint_interval; the storage write happens on another goroutine.
+func BenchmarkSnapshot(b *testing.B) {
+	const n, decidedN, convs = 100_000, 250_000, 10_000
+	ids := benchIDs(n + decidedN)
+	cfg := Config{
+		AckTimeout: ackTO, OfflineTimeout: offTO, ReorderWindow: window, MaxGap: 1000,
+		MaxMessages: n, MaxPerConversation: 10_000, MaxConversations: 200_000,
+		MaxDevicesPerMessage: 2048, DecidedCacheSize: decidedN,
+	}
+	tr := New(cfg)
+	for i, id := range ids[n:] {
+		at := t0 + int64(i)
+		tr.Apply(at, &event.Event{MessageID: id, Stage: imsemconv.StageSend, Start: at})
+		tr.Apply(at, &event.Event{MessageID: id, Stage: imsemconv.StagePush, Fanout: 1})
+		tr.Apply(at, &event.Event{MessageID: id, Stage: imsemconv.StageAck, DeviceID: "d", End: at})
+		tr.TakeOutcomes()
+	}
+	seqs := make([]int64, convs)
+	for i, id := range ids[:n] {
+		c := i % convs
+		seqs[c]++
+		at := t0 + int64(i)
+		conv := fmt.Sprintf("si_%08d", c)
+		tr.Apply(at, &event.Event{MessageID: id, ConversationID: conv, Stage: imsemconv.StageSend, Start: at})
+		tr.Apply(at, &event.Event{MessageID: id, ConversationID: conv, Stage: imsemconv.StagePersist, Seq: seqs[c], HasSeq: true})
+		tr.Apply(at, &event.Event{MessageID: id, ConversationID: conv, Stage: imsemconv.StagePush, Fanout: 1, DeviceID: "ios-7f3a9c21"})
+	}
+	if tr.Len() != n {
+		b.Fatalf("tracked %d, want %d", tr.Len(), n)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var size int
+	for range b.N {
+		size = len(tr.Snapshot(t0, Checkpoint))
+	}
+	b.ReportMetric(float64(size), "bytes")
+}

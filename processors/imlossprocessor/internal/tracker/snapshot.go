@@ -5,23 +5,51 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/imcol/imcol/components/imsemconv"
 	"github.com/imcol/imcol/processors/imlossprocessor/internal/event"
 	"github.com/imcol/imcol/processors/imlossprocessor/internal/seqgap"
 )
 
 // The snapshot is a compact binary encoding (varints, length-prefixed strings): a million
 // in-flight messages must be written within the shutdown deadline.
-var snapshotMagic = []byte("IMLOSS\x01")
+//
+// Version 2 adds, after the magic and the time, a kind byte (final or checkpoint) and the
+// decided-message memory's hash key, and after the messages that memory's entries, oldest first.
+// Version 1 (no kind: final; no decided memory) is still read.
+var (
+	snapshotMagicV1 = []byte("IMLOSS\x01")
+	snapshotMagic   = []byte("IMLOSS\x02")
+)
+
+// Kind says when a snapshot was taken, which decides how much of it can be trusted.
+type Kind uint8
+
+const (
+	// Final is written at shutdown, after the last event was applied: it is exact.
+	Final Kind = iota
+	// Checkpoint is written periodically while events keep arriving. After a crash, the
+	// events applied since were lost: restored messages are uncertain (never judged lost)
+	// and seq baselines are not restored (they would report the seqs seen since as gaps).
+	Checkpoint
+)
+
+// decidedEntrySize is the encoded size of one decided-memory entry: hash, outcome,
+// stage, reason, late, undelivered.
+const decidedEntrySize = 8 + 5
 
 // ErrCorruptSnapshot is returned for snapshots that cannot be decoded.
 var ErrCorruptSnapshot = errors.New("corrupt im_loss snapshot")
 
-// Snapshot encodes the in-flight state at tracker time now. The decided-cache is not
-// included: its keys are hashes with a per-process seed.
-func (t *Tracker) Snapshot(now int64) []byte {
-	b := make([]byte, 0, 64+t.Len()*96)
+// Snapshot encodes the state at tracker time now: in-flight messages, seq baselines and open
+// gaps, and the decided-message memory (so late events and late duplicates of messages
+// decided before a restart are still recognised).
+func (t *Tracker) Snapshot(now int64, kind Kind) []byte {
+	b := make([]byte, 0, 64+t.Len()*128+t.ringLen*decidedEntrySize)
 	b = append(b, snapshotMagic...)
 	b = binary.AppendVarint(b, now)
+	b = append(b, byte(kind))
+	b = binary.LittleEndian.AppendUint64(b, t.key[0])
+	b = binary.LittleEndian.AppendUint64(b, t.key[1])
 
 	var convs []*conversation
 	for c := t.lruHead; c != nil; c = c.lruNext {
@@ -59,14 +87,31 @@ func (t *Tracker) Snapshot(now int64) []byte {
 			b = binary.AppendVarint(b, m.lastAck())
 			b = binary.AppendUvarint(b, uint64(m.fanout))
 			b = append(b, m.seen, m.failed, m.flags&(msgOffline|msgInOfflineQueue), m.sink)
-			var devs []device
-			t.forEachDevice(m, func(id string, f uint8) { devs = append(devs, device{id: id, flags: f}) })
-			b = binary.AppendUvarint(b, uint64(len(devs)))
-			for _, d := range devs {
-				b = appendString(b, d.id)
-				b = append(b, d.flags)
+			nDevs := 0
+			if m.flags&msgHasDev0 != 0 {
+				nDevs = 1
+				if m.flags&msgHasExtra != 0 {
+					nDevs += t.extra[m].len()
+				}
 			}
+			b = binary.AppendUvarint(b, uint64(nDevs))
+			t.forEachDevice(m, func(id string, f uint8) {
+				b = appendString(b, id)
+				b = append(b, f)
+			})
 		}
+	}
+
+	b = binary.AppendUvarint(b, uint64(t.ringLen))
+	for i := range t.ringLen {
+		h := t.decidedRing[(t.ringStart+i)%len(t.decidedRing)]
+		d := t.decided[h]
+		late := byte(0)
+		if d.late {
+			late = 1
+		}
+		b = binary.LittleEndian.AppendUint64(b, h)
+		b = append(b, d.outcome, byte(d.stage), d.reason, late, d.undelivered)
 	}
 	return b
 }
@@ -76,17 +121,45 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
+// RestoreStats describes what Restore loaded.
+type RestoreStats struct {
+	Kind     Kind
+	Version  int
+	Messages int
+	Decided  int
+}
+
 // Restore loads a snapshot into an empty tracker at tracker time now. The time the
 // collector was down is not counted against any deadline: every timestamp of the tracker
 // clock is shifted by now - savedAt, so a restart reports no false losses. Limits of the
 // current config apply; what does not fit is evicted and reported like any eviction.
-func (t *Tracker) Restore(data []byte, now int64) (restored int, err error) {
-	if len(data) < len(snapshotMagic) || string(data[:len(snapshotMagic)]) != string(snapshotMagic) {
-		return 0, fmt.Errorf("%w: unknown format", ErrCorruptSnapshot)
+// See Kind for what a checkpoint restores.
+func (t *Tracker) Restore(data []byte, now int64) (st RestoreStats, err error) {
+	switch {
+	case hasPrefix(data, snapshotMagic):
+		st.Version = 2
+	case hasPrefix(data, snapshotMagicV1):
+		st.Version = 1
+	default:
+		return st, fmt.Errorf("%w: unknown format", ErrCorruptSnapshot)
 	}
 	r := reader{b: data[len(snapshotMagic):]}
 	savedAt := r.varint()
 	offset := max(now-savedAt, 0)
+	adoptKey := false
+	if st.Version >= 2 {
+		st.Kind = Kind(r.byte())
+		if st.Kind > Checkpoint {
+			return st, fmt.Errorf("%w: unknown kind %d", ErrCorruptSnapshot, st.Kind)
+		}
+		// The saved hashes mean something only under the saved key. A tracker that
+		// remembers decisions of its own keeps its key and skips the saved ones.
+		k0, k1 := r.uint64(), r.uint64()
+		adoptKey = t.ringLen == 0
+		if adoptKey {
+			t.key = [2]uint64{k0, k1}
+		}
+	}
 
 	nConvs := r.count(1 << 32)
 	for i := 0; i < nConvs && r.err == nil; i++ {
@@ -99,6 +172,9 @@ func (t *Tracker) Restore(data []byte, now int64) (restored int, err error) {
 		}
 		if r.err != nil || id == "" || maxSeq < 0 {
 			break
+		}
+		if st.Kind == Checkpoint {
+			continue
 		}
 		c := t.conversation(id, now)
 		c.seq = seqgap.Restore(maxSeq, true, ranges, offset, t.cfg.MaxGap)
@@ -135,6 +211,9 @@ func (t *Tracker) Restore(data []byte, now int64) (restored int, err error) {
 		m.noteAck(lastAck)
 		m.fanout = uint32(fanout)
 		m.seen, m.failed = seen, failed
+		if st.Kind == Checkpoint {
+			m.seen |= seenUncertain
+		}
 		m.flags |= flags & msgOffline
 		for _, d := range devs {
 			if h, ok := t.device(m, d.id); ok {
@@ -146,12 +225,49 @@ func (t *Tracker) Restore(data []byte, now int64) (restored int, err error) {
 			m.flags |= msgInOfflineQueue
 			t.offline.push(m)
 		}
-		restored++
+		st.Messages++
+	}
+	if st.Kind == Checkpoint {
+		t.DistrustEventsBefore(now)
+	}
+	if adoptKey && r.err == nil {
+		st.Decided = t.restoreDecided(&r)
 	}
 	if r.err != nil {
-		return restored, fmt.Errorf("%w: %w", ErrCorruptSnapshot, r.err)
+		return st, fmt.Errorf("%w: %w", ErrCorruptSnapshot, r.err)
 	}
-	return restored, nil
+	return st, nil
+}
+
+// restoreDecided loads the decided-message memory, oldest first, so it keeps evicting in the
+// same order. When it holds more than decided_cache_size now allows, the oldest are dropped
+// and counted as evicted.
+func (t *Tracker) restoreDecided(r *reader) int {
+	n := r.count(len(r.b) / decidedEntrySize)
+	if r.err != nil {
+		return 0
+	}
+	skip := max(n-t.cfg.DecidedCacheSize, 0)
+	t.counters.Evicted[EvictedDecided] += int64(skip)
+	restored := 0
+	for i := 0; i < n && r.err == nil; i++ {
+		h := r.uint64()
+		e := r.bytes(5)
+		if r.err != nil {
+			break
+		}
+		d := decided{outcome: e[0], stage: imsemconv.Stage(e[1]), reason: e[2], late: e[3] != 0, undelivered: e[4]}
+		if i < skip || d.outcome < decidedDelivered || d.outcome > decidedLost || int(d.reason) >= len(reasons) || d.stage > imsemconv.StageAck {
+			continue
+		}
+		t.rememberHash(h, d)
+		restored++
+	}
+	return restored
+}
+
+func hasPrefix(b, prefix []byte) bool {
+	return len(b) >= len(prefix) && string(b[:len(prefix)]) == string(prefix)
 }
 
 var errTruncated = errors.New("truncated")
@@ -196,6 +312,14 @@ func (r *reader) count(limit int) int {
 		return 0
 	}
 	return int(v)
+}
+
+func (r *reader) uint64() uint64 {
+	v := r.bytes(8)
+	if v == nil {
+		return 0
+	}
+	return binary.LittleEndian.Uint64(v)
 }
 
 func (r *reader) byte() byte {

@@ -4,8 +4,8 @@
 package tracker // import "github.com/imcol/imcol/processors/imlossprocessor/internal/tracker"
 
 import (
-	"hash/maphash"
 	"math"
+	"math/rand/v2"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -77,6 +77,10 @@ type Counters struct {
 	Evicted        [numEvictedStates]int64
 	Orphans        int64
 	TooManyDevices int64
+	// Unjudged counts messages whose deadline passed without the evidence of delivery,
+	// part of which may have been applied before a restart and lost with it (see
+	// DistrustEventsBefore), so they are neither delivered nor lost.
+	Unjudged int64
 }
 
 const (
@@ -232,8 +236,9 @@ func reasonCode(r imsemconv.LossReason) uint8 {
 
 // Tracker follows messages from send to ack. It is not safe for concurrent use.
 type Tracker struct {
-	cfg  Config
-	seed maphash.Seed
+	cfg Config
+	// key keys the decided-message hashes; it is saved with them (see sipHash24).
+	key [2]uint64
 
 	ids     index
 	extra   map[*message]*deviceSet
@@ -252,13 +257,45 @@ type Tracker struct {
 	out      []Outcome
 	counters Counters
 	scratch  []seqgap.Range
+
+	// uncertainBefore (event time, unix ns; 0: none) is set by restoring a checkpoint: an
+	// event stamped before it may belong to a message whose other events were applied
+	// after the checkpoint and lost in the crash (see Kind).
+	uncertainBefore int64
+}
+
+// CrashClockSkew is how far after the restart an event may be stamped and still be counted
+// as possibly older than the crash: services' clocks are not the collector's.
+const CrashClockSkew = time.Second
+
+// DistrustEventsBefore declares that events stamped before at (plus CrashClockSkew) may
+// belong to messages whose other events were applied before a crash and lost with it
+// (Restore of a checkpoint calls it). Such messages are never judged lost on missing
+// evidence, and such persists do not feed seq gap detection.
+func (t *Tracker) DistrustEventsBefore(at int64) {
+	t.uncertainBefore = max(t.uncertainBefore, at+int64(CrashClockSkew))
+}
+
+// beforeCrash reports whether ev may predate a restart whose state was not saved exactly.
+func (t *Tracker) beforeCrash(now int64, ev *event.Event) bool {
+	if t.uncertainBefore == 0 {
+		return false
+	}
+	at := ev.Start
+	if at <= 0 {
+		at = ev.End
+	}
+	if at <= 0 {
+		at = now
+	}
+	return at < t.uncertainBefore
 }
 
 // New returns an empty tracker.
 func New(cfg Config) *Tracker {
 	return &Tracker{
 		cfg:         cfg,
-		seed:        maphash.MakeSeed(),
+		key:         [2]uint64{rand.Uint64(), rand.Uint64()},
 		ids:         newIndex(),
 		extra:       make(map[*message]*deviceSet),
 		convs:       make(map[string]*conversation),
@@ -284,14 +321,17 @@ func (t *Tracker) TakeCounters() Counters {
 	return c
 }
 
-func (t *Tracker) hash(id string) uint64 { return maphash.String(t.seed, id) }
+func (t *Tracker) hash(id string) uint64 { return sipHash24(t.key[0], t.key[1], id) }
 
 func (t *Tracker) lookup(id string) *message { return t.ids.get(id) }
 
 // Apply feeds one event observed at tracker time now. It reports whether the event is a
 // duplicate delivery (which the caller may drop).
 func (t *Tracker) Apply(now int64, ev *event.Event) (duplicate bool) {
-	if ev.Stage == imsemconv.StagePersist && ev.HasSeq && ev.ConversationID != "" {
+	beforeCrash := t.beforeCrash(now, ev)
+	if ev.Stage == imsemconv.StagePersist && ev.HasSeq && ev.ConversationID != "" && !beforeCrash {
+		// A seq persisted before a crash may have been seen and lost with it: the seq
+		// baseline restarts after the crash instead of reporting it as missing.
 		t.observeSeq(now, ev)
 	}
 	m := t.lookup(ev.MessageID)
@@ -307,16 +347,35 @@ func (t *Tracker) Apply(now int64, ev *event.Event) (duplicate bool) {
 	if m.conv != nil {
 		t.touch(m.conv)
 	}
+	if beforeCrash {
+		// Other events of it may have been applied and lost in the crash: never judge
+		// it lost on missing evidence.
+		m.seen |= seenUncertain
+	}
 	dup := t.update(m, ev)
-	if m.seen&(bit(imsemconv.StageSend)|bit(imsemconv.StagePush)) == bit(imsemconv.StageSend)|bit(imsemconv.StagePush) && t.allAcked(m) {
-		// Decide as soon as the evidence is complete: send gives the latency, push the
-		// expected fan-out. Without them the deadline decides.
+	if m.seen&evidence == evidence && t.allAcked(m) {
+		// Decide as soon as the evidence is complete: send gives the latency, the
+		// message-level push the expected fan-out. A per-device push (an offline push) is
+		// not enough: deciding on the devices seen so far would call the message delivered
+		// before the other recipients ack, and make their deliveries look like duplicates.
+		// Without the evidence the deadline decides.
 		t.decide(m, now)
 	}
 	return dup
 }
 
 func bit(s imsemconv.Stage) uint8 { return 1 << s }
+
+// seenFanout, a bit of message.seen above every stage's, marks a push that announced the
+// fan-out or concerned the whole message (no device): only then are the expected devices known.
+const seenFanout uint8 = 1 << 7
+
+// seenUncertain, another bit of message.seen above every stage's, marks a message restored
+// from a checkpoint: events of it may have been taken in after the checkpoint and lost in
+// a crash, so missing evidence at its deadline proves nothing.
+const seenUncertain uint8 = 1 << 6
+
+const evidence = 1<<imsemconv.StageSend | seenFanout
 
 func (t *Tracker) insert(now int64, ev *event.Event) *message {
 	for t.Len() >= t.cfg.MaxMessages && t.evictOldest(now) {
@@ -395,6 +454,9 @@ func (t *Tracker) update(m *message, ev *event.Event) (duplicate bool) {
 	case imsemconv.StagePush:
 		if ev.Fanout > m.fanout {
 			m.fanout = ev.Fanout
+		}
+		if ev.Fanout > 0 || ev.DeviceID == "" {
+			m.seen |= seenFanout
 		}
 		if ev.DeviceID == "" {
 			if ev.Offline {
@@ -648,6 +710,13 @@ func (t *Tracker) decide(m *message, now int64) {
 		t.remove(m)
 		return
 	}
+	if m.seen&seenUncertain != 0 {
+		// Its acks may have been applied before a restart and lost with it (and its outcome
+		// emitted then). Judging it lost could be a false loss: it is counted as unjudged.
+		t.counters.Unjudged++
+		t.remove(m)
+		return
+	}
 	reason := imsemconv.ReasonAckTimeout
 	stage, lostDevices, dev := t.lossStage(m)
 	if m.failed != 0 {
@@ -768,7 +837,10 @@ func (t *Tracker) remember(m *message, d decided) {
 	if t.cfg.DecidedCacheSize == 0 {
 		return
 	}
-	h := t.hash(m.id)
+	t.rememberHash(t.hash(m.id), d)
+}
+
+func (t *Tracker) rememberHash(h uint64, d decided) {
 	if _, ok := t.decided[h]; ok {
 		t.decided[h] = d
 		return

@@ -129,12 +129,27 @@ func TestOfflineRecipientGetsOfflineTimeout(t *testing.T) {
 	t.Run("acked later", func(t *testing.T) {
 		tr := New(testConfig())
 		lifecycle(tr, "m1", t0, imsemconv.StagePersist)
-		tr.Apply(t0, ev(imsemconv.StagePush, "m1", t0, dev("d1"), offline()))
+		tr.Apply(t0, ev(imsemconv.StagePush, "m1", t0, fanout(1), dev("d1"), offline()))
 		tr.Tick(t0 + int64(ackTO))
 		assert.Empty(t, tr.TakeOutcomes(), "offline recipient is not lost at ack_timeout")
 		assert.Equal(t, 1, tr.Len())
 		tr.Apply(t0+5*60*sec, ev(imsemconv.StageDeliver, "m1", t0+5*60*sec, dev("d1")))
 		tr.Apply(t0+5*60*sec, ev(imsemconv.StageAck, "m1", t0+5*60*sec, dev("d1")))
+		out := tr.TakeOutcomes()
+		require.Len(t, out, 1)
+		assert.Equal(t, imsemconv.OutcomeDelivered, out[0].Outcome)
+	})
+	t.Run("acked later, fan-out never announced", func(t *testing.T) {
+		// A per-device push without fan-out does not say how many devices to expect, so
+		// the ack of the devices seen so far does not decide; the deadline does.
+		tr := New(testConfig())
+		lifecycle(tr, "m1", t0, imsemconv.StagePersist)
+		tr.Apply(t0, ev(imsemconv.StagePush, "m1", t0, dev("d1"), offline()))
+		tr.Tick(t0 + int64(ackTO))
+		tr.Apply(t0+5*60*sec, ev(imsemconv.StageDeliver, "m1", t0+5*60*sec, dev("d1")))
+		tr.Apply(t0+5*60*sec, ev(imsemconv.StageAck, "m1", t0+5*60*sec, dev("d1")))
+		assert.Empty(t, tr.TakeOutcomes())
+		tr.Tick(t0 + int64(offTO))
 		out := tr.TakeOutcomes()
 		require.Len(t, out, 1)
 		assert.Equal(t, imsemconv.OutcomeDelivered, out[0].Outcome)
@@ -443,7 +458,7 @@ func TestHostileInputStaysBounded(t *testing.T) {
 func TestSnapshotRestoreShiftsDeadlines(t *testing.T) {
 	tr := New(testConfig())
 	lifecycle(tr, "m1", t0, imsemconv.StagePush, trace(9))
-	tr.Apply(t0, ev(imsemconv.StagePush, "m2", t0, dev("x"), offline()))
+	tr.Apply(t0, ev(imsemconv.StagePush, "m2", t0, fanout(1), dev("x"), offline()))
 	tr.Apply(t0, ev(imsemconv.StageSend, "m2", t0))
 	tr.Tick(t0 + int64(ackTO)) // m1 lost, m2 moves to the offline queue
 	require.Len(t, tr.TakeOutcomes(), 1)
@@ -452,13 +467,14 @@ func TestSnapshotRestoreShiftsDeadlines(t *testing.T) {
 	tr.Apply(t1, ev(imsemconv.StagePersist, "p1", t1, seq(10)))
 	tr.Apply(t1, ev(imsemconv.StagePersist, "p3", t1, seq(12)))
 	require.Empty(t, tr.TakeOutcomes())
-	snap := tr.Snapshot(t1)
+	snap := tr.Snapshot(t1, Final)
 
 	restartAt := t1 + int64(time.Hour) // the collector was down for an hour
 	tr2 := New(testConfig())
-	n, err := tr2.Restore(snap, restartAt)
+	st, err := tr2.Restore(snap, restartAt)
 	require.NoError(t, err)
-	assert.Equal(t, 4, n) // m2, m3, p1, p3
+	assert.Equal(t, 4, st.Messages) // m2, m3, p1, p3
+	assert.Equal(t, 1, st.Decided)  // m1
 	tr2.Tick(restartAt + int64(time.Second))
 	assert.Empty(t, tr2.TakeOutcomes(), "downtime does not count against deadlines")
 
@@ -483,7 +499,8 @@ func TestSnapshotRestoreShiftsDeadlines(t *testing.T) {
 func TestRestoreRejectsGarbage(t *testing.T) {
 	tr := New(testConfig())
 	lifecycle(tr, "m1", t0, imsemconv.StagePush)
-	snap := tr.Snapshot(t0)
+	lifecycle(tr, "m2", t0, imsemconv.StageAck)
+	snap := tr.Snapshot(t0, Final)
 	for i := range len(snap) {
 		tr2 := New(testConfig())
 		_, _ = tr2.Restore(snap[:i], t0) // must not panic
