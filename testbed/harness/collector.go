@@ -50,6 +50,9 @@ type Spec struct {
 	Config []byte
 	// Env adds variables (e.g. the im_loss timeouts a config reads).
 	Env map[string]string
+	// EndpointEnv adds variables computed from the collector's own addresses, for configs
+	// that do not read the IMCOL_TB_* names (the shipped configs/*.yaml read IMCOL_*).
+	EndpointEnv func(Endpoints) map[string]string
 	// Sink is the endpoint imcol exports to.
 	Sink string
 	// MonitorInterval is the resource sampling period (default 1s).
@@ -108,6 +111,11 @@ func StartCollector(t testing.TB, spec Spec) *Collector {
 	}
 	for k, v := range spec.Env {
 		c.env[k] = v
+	}
+	if spec.EndpointEnv != nil {
+		for k, v := range spec.EndpointEnv(c.Endpoints) {
+			c.env[k] = v
+		}
 	}
 	c.launch()
 	return c
@@ -262,3 +270,6 @@ func sanitize(name string) string {
 		return '_'
 	}, name)
 }
+
+// Name is the name the collector was started with.
+func (c *Collector) Name() string { return c.spec.Name }

@@ -7,6 +7,10 @@ package scenarios // import "github.com/imcol/imcol/testbed/scenarios"
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,43 +129,117 @@ type settleState struct {
 	Exported         float64 `json:"exported_items"`
 	Tracked          float64 `json:"tracked_messages"`
 	HasTrackedMetric bool    `json:"has_tracked_metric"`
+	// GatewayAccepted and GatewayForwarded are the items the gateway took in and handed to
+	// the backends (scaled-out topologies only).
+	GatewayAccepted  float64 `json:"gateway_accepted_items,omitempty"`
+	GatewayForwarded float64 `json:"gateway_forwarded_items,omitempty"`
 	Waited           string  `json:"waited"`
 	LastProblem      string  `json:"last_problem,omitempty"`
 }
 
-// settle polls until the collector has exported everything it received to the sink, the
-// sink has what cond asks for, and nothing changed between two polls; or until deadline.
-func settle(ctx context.Context, col *harness.Collector, sink *harness.Sink, cond settleCondition, deadline time.Duration) settleState {
+// topology is the collectors of one scenario run: the backends export to the sink; the
+// gateway, when there is one, takes the load and spreads it over the backends.
+type topology struct {
+	gateway  *harness.Collector
+	backends []*harness.Collector
+}
+
+// single is the topology of one collector taking the load itself.
+func single(col *harness.Collector) topology {
+	return topology{backends: []*harness.Collector{col}}
+}
+
+// entry is the collector the load is sent to.
+func (t topology) entry() *harness.Collector {
+	if t.gateway != nil {
+		return t.gateway
+	}
+	return t.backends[0]
+}
+
+// all is every collector, the gateway first.
+func (t topology) all() []*harness.Collector {
+	if t.gateway == nil {
+		return t.backends
+	}
+	return append([]*harness.Collector{t.gateway}, t.backends...)
+}
+
+// drops sums the non-zero drop counters of every collector by metric name.
+func (t topology) drops(ctx context.Context) (map[string]float64, error) {
+	out := map[string]float64{}
+	for _, c := range t.all() {
+		fams, err := c.Telemetry(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for name, v := range fams.Drops() {
+			out[name] += v
+		}
+	}
+	return out, nil
+}
+
+// acceptedItems and sentItems are the spans and log records a collector's receivers
+// accepted and its exporters sent.
+func acceptedItems(f harness.Families) float64 {
+	return f.Sum("otelcol_receiver_accepted_spans_total", nil) + f.Sum("otelcol_receiver_accepted_log_records_total", nil)
+}
+
+func sentItems(f harness.Families) float64 {
+	return f.Sum("otelcol_exporter_sent_spans_total", nil) + f.Sum("otelcol_exporter_sent_log_records_total", nil)
+}
+
+// settle polls until the collectors have exported everything they received to the sink
+// (and a gateway has handed everything it accepted to the backends), the sink has what
+// cond asks for, and nothing changed between two polls; or until deadline.
+func settle(ctx context.Context, top topology, sink *harness.Sink, cond settleCondition, deadline time.Duration) settleState {
 	ctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
 	begin := time.Now()
 	var st settleState
-	var prev [2]int64
+	var prev [3]float64
 	err := testcollector.Eventually(ctx, 250*time.Millisecond, func() error {
-		fams, err := col.Telemetry(ctx)
-		if err != nil {
-			return err
+		var backendsAccepted float64
+		st.Exported, st.Tracked, st.HasTrackedMetric = 0, 0, true
+		for _, col := range top.backends {
+			fams, err := col.Telemetry(ctx)
+			if err != nil {
+				return err
+			}
+			backendsAccepted += acceptedItems(fams)
+			st.Exported += sentItems(fams)
+			st.HasTrackedMetric = st.HasTrackedMetric && fams.Has(trackedMetric)
+			st.Tracked += fams.Sum(trackedMetric, nil)
+		}
+		if top.gateway != nil {
+			fams, err := top.gateway.Telemetry(ctx)
+			if err != nil {
+				return err
+			}
+			st.GatewayAccepted, st.GatewayForwarded = acceptedItems(fams), sentItems(fams)
 		}
 		spans, logs, _, outcomes := sink.Counts()
 		st.Records = outcomes
 		st.Lifecycle = spans + logs - outcomes
-		st.Exported = fams.Sum("otelcol_exporter_sent_spans_total", nil) + fams.Sum("otelcol_exporter_sent_log_records_total", nil)
-		st.HasTrackedMetric = fams.Has(trackedMetric)
-		st.Tracked = fams.Sum(trackedMetric, nil)
-		cur := [2]int64{spans, logs}
+		cur := [3]float64{float64(spans), float64(logs), backendsAccepted}
 		stable := cur == prev
 		prev = cur
 		switch {
 		case cond.idle && !st.HasTrackedMetric:
-			return fmt.Errorf("the collector exposes no %s: is im_loss in this binary and pipeline?", trackedMetric)
+			return fmt.Errorf("a collector exposes no %s: is im_loss in this binary and pipeline?", trackedMetric)
 		case cond.idle && st.Tracked > 0:
 			return fmt.Errorf("im_loss still follows %.0f messages", st.Tracked)
+		case top.gateway != nil && st.GatewayForwarded < st.GatewayAccepted:
+			return fmt.Errorf("the gateway forwarded %.0f of the %.0f items it accepted", st.GatewayForwarded, st.GatewayAccepted)
+		case top.gateway != nil && backendsAccepted < st.GatewayForwarded:
+			return fmt.Errorf("the backends accepted %.0f of the %.0f items the gateway forwarded", backendsAccepted, st.GatewayForwarded)
 		case st.Records < cond.minRecords:
 			return fmt.Errorf("%d of %d outcome records at the sink", st.Records, cond.minRecords)
 		case st.Lifecycle < cond.lifecycle:
 			return fmt.Errorf("%d of %d lifecycle items at the sink", st.Lifecycle, cond.lifecycle)
 		case float64(spans+logs) < st.Exported:
-			return fmt.Errorf("the collector exported %.0f items, the sink has %d", st.Exported, spans+logs)
+			return fmt.Errorf("the collectors exported %.0f items, the sink has %d", st.Exported, spans+logs)
 		case !stable:
 			return fmt.Errorf("the sink is still receiving")
 		}
@@ -193,6 +271,54 @@ func startSinkAndCollector(tb testing.TB, name, config string, env map[string]st
 	return sink, col
 }
 
+// GatewayConfig is the shipped gateway config, relative to the repository root. The
+// scaled-out scenarios run it byte for byte: what they prove is what ships.
+const GatewayConfig = "configs/gateway.yaml"
+
+// startScaledOut starts a sink, n backend collectors running the named scenario config
+// (each on its own ports and storage, all exporting to the sink) and one gateway running the
+// shipped configs/gateway.yaml with the backends' OTLP gRPC endpoints as IMCOL_BACKENDS.
+func startScaledOut(tb testing.TB, name, config string, n int, env map[string]string, opts harness.SinkOptions) (*harness.Sink, topology) {
+	tb.Helper()
+	sink, err := harness.NewSink("127.0.0.1:0", opts)
+	if err != nil {
+		tb.Fatalf("%v", err)
+	}
+	tb.Cleanup(sink.Stop)
+	cfg, err := configs.Get(config)
+	if err != nil {
+		tb.Fatalf("%v", err)
+	}
+	var top topology
+	backends := make([]string, n)
+	for i := range n {
+		col := harness.StartCollector(tb, harness.Spec{Name: fmt.Sprintf("%s-backend-%d", name, i+1), Config: cfg, Env: env, Sink: sink.Endpoint()})
+		top.backends = append(top.backends, col)
+		backends[i] = strconv.Quote(col.Endpoints.OTLPGRPC)
+	}
+	gw, err := os.ReadFile(filepath.Join(testcollector.RepoRoot(tb), GatewayConfig))
+	if err != nil {
+		tb.Fatalf("the gateway config: %v", err)
+	}
+	// Registered after the backends, so the gateway stops first (cleanups run last-in
+	// first-out) and can flush its queues to backends that are still up.
+	top.gateway = harness.StartCollector(tb, harness.Spec{
+		Name: name + "-gateway", Config: gw,
+		EndpointEnv: func(e harness.Endpoints) map[string]string {
+			return map[string]string{
+				"IMCOL_BACKENDS":           "[" + strings.Join(backends, ",") + "]",
+				"IMCOL_OTLP_GRPC_ENDPOINT": e.OTLPGRPC,
+				"IMCOL_OTLP_HTTP_ENDPOINT": e.OTLPHTTP,
+				"IMCOL_HEALTH_ENDPOINT":    e.Health,
+				"IMCOL_TELEMETRY_HOST":     "127.0.0.1",
+				"IMCOL_TELEMETRY_PORT":     strconv.Itoa(e.TelemetryPort),
+				"IMCOL_DATA_DIR":           e.StorageDir,
+			}
+		},
+	})
+	return sink, top
+}
+
 // waitMessages polls until the load has started at least n messages.
 func waitMessages(ctx context.Context, lr *loadRun, n int64) error {
 	return testcollector.Eventually(ctx, 20*time.Millisecond, func() error {
@@ -208,12 +334,17 @@ func waitMessages(ctx context.Context, lr *loadRun, n int64) error {
 	})
 }
 
-// sloCounts reads one delivery SLO's counters from the prometheus exporter.
-func sloCounts(ctx context.Context, col *harness.Collector, slo string) (events, good float64, err error) {
-	fams, err := col.Pipeline(ctx)
-	if err != nil {
-		return 0, 0, err
-	}
+// sloCounts reads one delivery SLO's counters from the prometheus exporters of the
+// backends, summed: each backend computes the SLO over the conversations it owns.
+func sloCounts(ctx context.Context, top topology, slo string) (events, good float64, err error) {
 	match := map[string]string{"slo_name": slo}
-	return fams.Sum("imcol_slo_events_total", match), fams.Sum("imcol_slo_good_events_total", match), nil
+	for _, col := range top.backends {
+		fams, err := col.Pipeline(ctx)
+		if err != nil {
+			return 0, 0, err
+		}
+		events += fams.Sum("imcol_slo_events_total", match)
+		good += fams.Sum("imcol_slo_good_events_total", match)
+	}
+	return events, good, nil
 }

@@ -27,6 +27,10 @@ type CorrectnessOptions struct {
 	Timeouts         faults.Timeouts
 	// Deadline bounds the wait for the collector to decide everything after the load ends.
 	Deadline time.Duration
+	// Backends is the topology: 0 or 1 sends the load to one collector; N > 1 starts N
+	// backend collectors with the same config behind one gateway running the shipped
+	// configs/gateway.yaml (load_balancing by conversation) and sends the load to the gateway.
+	Backends int
 }
 
 // DefaultCorrectness is small enough for `go test` on two shared cores (about 20 s) and
@@ -44,6 +48,13 @@ func DefaultCorrectness() CorrectnessOptions {
 	}
 }
 
+// DefaultScaleOut is the correctness scenario through one gateway in front of two backends.
+func DefaultScaleOut() CorrectnessOptions {
+	o := DefaultCorrectness()
+	o.Name, o.Backends = "scale-out", 2
+	return o
+}
+
 // CorrectnessResult is what the correctness scenario measured.
 type CorrectnessResult struct {
 	Options  CorrectnessOptions     `json:"-"`
@@ -59,6 +70,23 @@ type CorrectnessResult struct {
 	// SLO compares each delivery SLO (one per signal) with the truth.
 	SLO   []SLOCheck    `json:"slo"`
 	Usage harness.Usage `json:"usage"`
+	// Collectors describes each collector of a scaled-out run (gateway first); empty for one
+	// collector, whose usage is Usage.
+	Collectors []CollectorShare `json:"collectors,omitempty"`
+}
+
+// CollectorShare is one collector's part of a scaled-out run.
+type CollectorShare struct {
+	Name string `json:"name"`
+	// Role is gateway or backend.
+	Role string `json:"role"`
+	// Accepted is the spans and log records its receivers accepted.
+	Accepted float64 `json:"accepted_items"`
+	// Outcomes is im_loss's outcomes counter (backends): the outcomes it decided for the
+	// conversations routed to it.
+	Outcomes float64            `json:"im_loss_outcomes"`
+	Drops    map[string]float64 `json:"drops,omitempty"`
+	Usage    harness.Usage      `json:"usage"`
 }
 
 // SLOCheck compares SLO counters with the ground truth.
@@ -72,12 +100,21 @@ type SLOCheck struct {
 }
 
 // Correctness runs the scenario: faults of every class against im_loss with short timeouts,
+// through one collector or (o.Backends > 1) through the shipped gateway in front of several,
 // then every outcome record is compared with the truth. It fails tb only when the scenario
 // cannot run; Check judges the result.
 func Correctness(tb testing.TB, o CorrectnessOptions) *CorrectnessResult {
 	tb.Helper()
 	ctx := context.Background()
-	sink, col := startSinkAndCollector(tb, o.Name, "correctness", timeoutEnv(o.Timeouts), harness.SinkOptions{KeepRecords: true})
+	var sink *harness.Sink
+	var top topology
+	if o.Backends > 1 {
+		sink, top = startScaledOut(tb, o.Name, "correctness", o.Backends, timeoutEnv(o.Timeouts), harness.SinkOptions{KeepRecords: true})
+	} else {
+		var col *harness.Collector
+		sink, col = startSinkAndCollector(tb, o.Name, "correctness", timeoutEnv(o.Timeouts), harness.SinkOptions{KeepRecords: true})
+		top = single(col)
+	}
 
 	wc := workload.DefaultConfig()
 	wc.Seed, wc.Messages, wc.Rate = o.Seed, o.Messages, o.Rate
@@ -86,9 +123,9 @@ func Correctness(tb testing.TB, o CorrectnessOptions) *CorrectnessResult {
 	for _, c := range faults.Faults {
 		probs[c] = o.FaultProbability
 	}
-	endpoint := col.Endpoints.OTLPGRPC
+	endpoint := top.entry().Endpoints.OTLPGRPC
 	if o.Protocol == "http" {
-		endpoint = col.Endpoints.OTLPHTTP
+		endpoint = top.entry().Endpoints.OTLPHTTP
 	}
 	begin := time.Now()
 	lr := startLoad(ctx, tb, Load{
@@ -105,7 +142,7 @@ func Correctness(tb testing.TB, o CorrectnessOptions) *CorrectnessResult {
 		Options: o, Signals: o.Signals.String(), Protocol: o.Protocol,
 		Classes: lr.book.Counts(), Sender: stats,
 	}
-	res.Settle = settle(ctx, col, sink, settleCondition{minRecords: expectedAllSignals(lr.book), idle: true}, o.Deadline)
+	res.Settle = settle(ctx, top, sink, settleCondition{minRecords: expectedAllSignals(lr.book), idle: true}, o.Deadline)
 	res.Validations = harness.ValidateSignals(lr.book, lr.seed, lr.run.StartTime(), sink.Records(), outcomeSignals)
 
 	// Every outcome reaches both SLOs (one per signal). The connector flushes on its own
@@ -127,7 +164,7 @@ func Correctness(tb testing.TB, o CorrectnessOptions) *CorrectnessResult {
 		chk := want
 		chk.Name = name
 		if err := testcollector.Eventually(sctx, 250*time.Millisecond, func() error {
-			ev, good, err := sloCounts(sctx, col, name)
+			ev, good, err := sloCounts(sctx, top, name)
 			if err != nil {
 				return err
 			}
@@ -142,14 +179,32 @@ func Correctness(tb testing.TB, o CorrectnessOptions) *CorrectnessResult {
 		res.SLO = append(res.SLO, chk)
 	}
 
-	fams, err := col.Telemetry(ctx)
-	if err != nil {
-		tb.Fatalf("scraping the collector: %v", err)
+	end := time.Now()
+	if res.Drops, err = top.drops(ctx); err != nil {
+		tb.Fatalf("scraping the collectors: %v", err)
 	}
-	res.Drops = fams.Drops()
-	res.Usage = col.Usage(begin, time.Now())
+	if top.gateway == nil {
+		res.Usage = top.entry().Usage(begin, end)
+		return res
+	}
+	for _, col := range top.all() {
+		fams, err := col.Telemetry(ctx)
+		if err != nil {
+			tb.Fatalf("scraping the collectors: %v", err)
+		}
+		share := CollectorShare{
+			Name: col.Name(), Role: "backend", Accepted: acceptedItems(fams),
+			Outcomes: fams.Sum(outcomesMetric, nil), Drops: fams.Drops(), Usage: col.Usage(begin, end),
+		}
+		if col == top.gateway {
+			share.Role = "gateway"
+		}
+		res.Collectors = append(res.Collectors, share)
+	}
 	return res
 }
+
+const outcomesMetric = "otelcol_processor_im_loss_outcomes_total"
 
 // Check fails tb unless the run was exact: precision = recall = 1 for every label, every
 // fault class injected, nothing refused or dropped, and the SLO counters equal to the truth.
@@ -186,6 +241,16 @@ func (r *CorrectnessResult) Check(tb testing.TB) {
 		if slo.Problem != "" {
 			tb.Errorf("SLO metrics disagree with the truth: %s", slo.Problem)
 		}
+	}
+	// Exact detection would also hold if the gateway sent everything to one backend: the
+	// scale-out is only proven when every backend owns a share of the conversations.
+	for _, c := range r.Collectors {
+		if c.Role == "backend" && (c.Outcomes == 0 || c.Accepted == 0) {
+			tb.Errorf("backend %s got no share of the load: %.0f items accepted, %.0f outcomes decided", c.Name, c.Accepted, c.Outcomes)
+		}
+	}
+	if n := r.Options.Backends; n > 1 && len(r.Collectors) != n+1 {
+		tb.Errorf("%d collectors described, want a gateway and %d backends", len(r.Collectors), n)
 	}
 }
 

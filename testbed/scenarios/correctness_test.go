@@ -1,8 +1,13 @@
 package scenarios
 
 import (
+	"context"
+	"io"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+
+	"github.com/imcol/imcol/testbed/harness"
 	"github.com/imcol/imcol/testbed/sender"
 )
 
@@ -30,4 +35,61 @@ func TestCorrectness(t *testing.T) {
 			res.Check(t)
 		})
 	}
+}
+
+// TestCorrectnessThroughGateway is the scale-out proof: the shipped configs/gateway.yaml
+// spreads the correctness load over two imcol backends with load_balancing, and detection
+// must stay exact. A conversation split between backends would show as false seq gaps (each
+// backend sees only part of the seq range) and false ack timeouts (a message's ack reaching
+// the backend that never saw its send); mixed signals also prove that a message's log
+// records and spans meet on one backend.
+func TestCorrectnessThroughGateway(t *testing.T) {
+	for _, tc := range []struct {
+		name, signals, protocol string
+		seed                    uint64
+	}{
+		{"mixed-grpc", "mixed", "grpc", 44},
+		{"traces-http", "traces", "http", 45},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sig, err := sender.ParseSignals(tc.signals)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := DefaultScaleOut()
+			o.Name, o.Signals, o.Protocol, o.Seed = "scale-out-"+tc.name, sig, tc.protocol, tc.seed
+			res := Correctness(t, o)
+			t.Logf("%s", res.Validations.Summary())
+			for _, c := range res.Collectors {
+				t.Logf("%s %s: %.0f items accepted, %.0f outcomes", c.Role, c.Name, c.Accepted, c.Outcomes)
+			}
+			res.Check(t)
+		})
+	}
+}
+
+// TestCheckRequiresEveryBackendToOwnConversations: exact detection alone would pass if the
+// gateway sent every conversation to one backend, so Check must fail that run.
+func TestCheckRequiresEveryBackendToOwnConversations(t *testing.T) {
+	const complaint = "got no share of the load"
+	check := func(r *CorrectnessResult) string {
+		err := harness.RunSession(context.Background(), "check", io.Discard, func(tb testing.TB) { r.Check(tb) })
+		if err == nil {
+			return ""
+		}
+		return err.Error()
+	}
+	gateway := CollectorShare{Name: "gw", Role: "gateway", Accepted: 100}
+	shared := &CorrectnessResult{Options: DefaultScaleOut(), Collectors: []CollectorShare{
+		gateway, {Name: "b1", Role: "backend", Accepted: 50, Outcomes: 5}, {Name: "b2", Role: "backend", Accepted: 50, Outcomes: 5},
+	}}
+	assert.NotContains(t, check(shared), complaint)
+	assert.NotContains(t, check(shared), "collectors described")
+	oneSided := &CorrectnessResult{Options: DefaultScaleOut(), Collectors: []CollectorShare{
+		gateway, {Name: "b1", Role: "backend", Accepted: 100, Outcomes: 10}, {Name: "b2", Role: "backend"},
+	}}
+	assert.Contains(t, check(oneSided), "backend b2 "+complaint)
+	assert.NotContains(t, check(oneSided), "backend b1 "+complaint)
+	missing := &CorrectnessResult{Options: DefaultScaleOut(), Collectors: []CollectorShare{gateway, shared.Collectors[1]}}
+	assert.Contains(t, check(missing), "2 collectors described, want a gateway and 2 backends")
 }

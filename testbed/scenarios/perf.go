@@ -178,7 +178,7 @@ func throughputVariant(tb testing.TB, o ThroughputOptions, v Variant) VariantThr
 		}
 		books = append(books, lr)
 		sent, accepted, rejected, failed := stats.Items()
-		st := settle(ctx, col, sink, settleCondition{lifecycle: spans0 + logs0 - out0 + accepted}, o.SettleDeadline)
+		st := settle(ctx, single(col), sink, settleCondition{lifecycle: spans0 + logs0 - out0 + accepted}, o.SettleDeadline)
 		end := time.Now()
 		col.Monitor.Record(end)
 		after, err := col.Telemetry(ctx)
@@ -222,7 +222,7 @@ func throughputVariant(tb testing.TB, o ThroughputOptions, v Variant) VariantThr
 		for _, lr := range books {
 			want += expectedAllSignals(lr.book)
 		}
-		settle(ctx, col, sink, settleCondition{minRecords: want, idle: true}, o.Timeouts.OfflineTimeout+o.SettleDeadline)
+		settle(ctx, single(col), sink, settleCondition{minRecords: want, idle: true}, o.Timeouts.OfflineTimeout+o.SettleDeadline)
 		records := sink.Records()
 		for _, sig := range outcomeSignals {
 			var mine []harness.Record
@@ -444,7 +444,7 @@ func Memory(tb testing.TB, o MemoryOptions) *MemoryResult {
 		}
 		sent, accepted, _, _ := stats.Items()
 		vm.Messages, vm.Items = stats.Messages, sent
-		vm.Settle = settle(ctx, col, sink, settleCondition{lifecycle: accepted}, o.Deadline)
+		vm.Settle = settle(ctx, single(col), sink, settleCondition{lifecycle: accepted}, o.Deadline)
 		if v.IM {
 			wctx, cancel := context.WithTimeout(ctx, o.Deadline)
 			err := testcollector.Eventually(wctx, 500*time.Millisecond, func() error {

@@ -106,7 +106,7 @@ func Restart(tb testing.TB, o RestartOptions) *RestartResult {
 		tb.Fatalf("restart: load: %v", err)
 	}
 	res.Sender = stats
-	res.Settle = settle(ctx, col, sink, settleCondition{minRecords: expectedAllSignals(lr.book), idle: true}, o.Deadline)
+	res.Settle = settle(ctx, single(col), sink, settleCondition{minRecords: expectedAllSignals(lr.book), idle: true}, o.Deadline)
 	res.Validations = harness.ValidateSignals(lr.book, lr.seed, lr.run.StartTime(), sink.Records(), outcomeSignals)
 	// Both signals carry the same verdicts; the worse one counts.
 	for _, v := range res.Validations {
@@ -199,7 +199,7 @@ func BackendOutage(tb testing.TB, o OutageOptions) *OutageResult {
 	}
 	_, accepted, _, _ := stats.Items()
 	res.Accepted, res.Sender = accepted, stats
-	res.Settle = settle(ctx, col, sink, settleCondition{minRecords: expectedAllSignals(lr.book), idle: true, lifecycle: accepted}, o.Deadline)
+	res.Settle = settle(ctx, single(col), sink, settleCondition{minRecords: expectedAllSignals(lr.book), idle: true, lifecycle: accepted}, o.Deadline)
 	distinct, repeats, _ := sink.Unique()
 	res.Delivered, res.Duplicates = int64(distinct), repeats
 	res.Lost = res.Accepted - res.Delivered

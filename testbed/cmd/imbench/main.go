@@ -43,7 +43,7 @@ func main() {
 	}
 }
 
-var allScenarios = []string{"correctness", "throughput", "memory", "restart", "backend-outage"}
+var allScenarios = []string{"correctness", "scale-out", "throughput", "memory", "restart", "backend-outage"}
 
 type options struct {
 	scenarios []string
@@ -160,6 +160,16 @@ func runScenario(tb testing.TB, name string, o options) any {
 		c.Name = "bench-correctness"
 		r := scenarios.Correctness(tb, c)
 		return r
+	case "scale-out":
+		c := scenarios.DefaultScaleOut()
+		c.Name = "bench-scale-out"
+		// Mixed signals: a message's log records and spans must meet on one backend.
+		sig, err := sender.ParseSignals("mixed")
+		if err != nil {
+			tb.Fatalf("%v", err)
+		}
+		c.Signals = sig
+		return scenarios.Correctness(tb, c)
 	case "throughput":
 		t := scenarios.DefaultThroughput()
 		t.Workers, t.Signals, t.Variants = o.workers, o.signals, o.variants

@@ -49,6 +49,12 @@ func TestReportsRenderEveryScenario(t *testing.T) {
 			Ratios:           []scenarios.Ratio{{Against: "peer", CPUPerMessage: 2, RSSAvg: 3, RSSMax: 3}},
 			BytesPerInFlight: 180,
 		},
+		"scale-out": &scenarios.CorrectnessResult{Options: scenarios.DefaultScaleOut(), Validations: v,
+			Collectors: []scenarios.CollectorShare{
+				{Name: "gw", Role: "gateway", Accepted: 100},
+				{Name: "b1", Role: "backend", Accepted: 40, Outcomes: 4},
+				{Name: "b2", Role: "backend", Accepted: 60, Outcomes: 6},
+			}},
 		"restart":        []*scenarios.RestartResult{{Mode: scenarios.RestartGraceful, Validations: v, Downtime: "1s"}},
 		"backend-outage": &scenarios.OutageResult{Accepted: 10, Delivered: 10, Outage: "5s", Validations: v},
 	}
@@ -74,7 +80,12 @@ func TestReportsRenderEveryScenario(t *testing.T) {
 	cr, err := os.ReadFile(filepath.Join(dir, "2026-01-02-correctness.md"))
 	require.NoError(t, err)
 	assert.Contains(t, string(cr), "2026-01-02-throughput.md", "non-performance reports point at the ratios of the run")
+	so, err := os.ReadFile(filepath.Join(dir, "2026-01-02-scale-out.md"))
+	require.NoError(t, err)
+	assert.Contains(t, string(so), "| b2 | backend | 60 | 6 | none |")
 	s := sum.markdown()
+	assert.Contains(t, s, "scale-out (gateway + 2 backends)")
+	assert.Contains(t, s, "outcomes per backend 4 / 6")
 	assert.Contains(t, s, "bytes per in-flight message")
 	assert.Contains(t, s, "lowest precision 0.5000")
 }

@@ -115,6 +115,18 @@ func writeCorrectness(b *strings.Builder, r *scenarios.CorrectnessResult) {
 	fmt.Fprintf(b, "%d messages at %.0f/s, every fault class with probability %.2f, signals %s over %s, seed %d.\n", o.Messages, o.Rate, o.FaultProbability, r.Signals, r.Protocol, o.Seed)
 	fmt.Fprintf(b, "im_loss: ack_timeout %s, offline_timeout %s, reorder_window %s, tick_interval %s; fault margin %s.\n\n",
 		o.Timeouts.AckTimeout, o.Timeouts.OfflineTimeout, o.Timeouts.ReorderWindow, o.Timeouts.TickInterval, o.Timeouts.Margin)
+	if len(r.Collectors) > 0 {
+		fmt.Fprintf(b, "Topology: one gateway running the shipped %s (load_balancing by `im.conversation.id`) in front of %d backends running testbed/configs/correctness.yaml; the load goes to the gateway, every backend exports to the sink. SLO and drop counters are summed over the collectors.\n\n", scenarios.GatewayConfig, len(r.Collectors)-1)
+		b.WriteString("| collector | role | items accepted | im_loss outcomes | drops | CPU avg % | RSS max MiB |\n|---|---|---:|---:|---|---:|---:|\n")
+		for _, c := range r.Collectors {
+			drops := "none"
+			if len(c.Drops) > 0 {
+				drops = fmt.Sprint(c.Drops)
+			}
+			fmt.Fprintf(b, "| %s | %s | %.0f | %.0f | %s | %.0f | %s |\n", c.Name, c.Role, c.Accepted, c.Outcomes, drops, c.Usage.CPUAvg, mib(c.Usage.RSSMax))
+		}
+		b.WriteString("\n")
+	}
 	b.WriteString("## Detection quality\n\n")
 	exact := r.Validations.Exact() && r.Settle.Settled && len(r.Drops) == 0
 	for _, slo := range r.SLO {
@@ -129,7 +141,9 @@ func writeCorrectness(b *strings.Builder, r *scenarios.CorrectnessResult) {
 	b.WriteString("\n")
 	sent, acc, rej, failed := r.Sender.Items()
 	fmt.Fprintf(b, "Items: %d sent, %d accepted, %d rejected, %d failed. Collector drop counters: %v. Settled after %s.\n\n", sent, acc, rej, failed, r.Drops, r.Settle.Waited)
-	fmt.Fprintf(b, "Collector: CPU avg %.0f%% max %.0f%%, RSS avg %s MiB max %s MiB.\n", r.Usage.CPUAvg, r.Usage.CPUMax, mib(r.Usage.RSSAvg), mib(r.Usage.RSSMax))
+	if len(r.Collectors) == 0 {
+		fmt.Fprintf(b, "Collector: CPU avg %.0f%% max %.0f%%, RSS avg %s MiB max %s MiB.\n", r.Usage.CPUAvg, r.Usage.CPUMax, mib(r.Usage.RSSAvg), mib(r.Usage.RSSMax))
+	}
 }
 
 func writeThroughput(b *strings.Builder, r *scenarios.ThroughputResult) {
@@ -246,7 +260,18 @@ type summaryReport struct {
 func (s *summaryReport) add(r report) {
 	switch res := r.Result.(type) {
 	case *scenarios.CorrectnessResult:
-		s.Lines = append(s.Lines, fmt.Sprintf("- correctness: exact %v (%s)", res.Validations.Exact(), labelsLine(res.Validations)))
+		if len(res.Collectors) == 0 {
+			s.Lines = append(s.Lines, fmt.Sprintf("- correctness: exact %v (%s)", res.Validations.Exact(), labelsLine(res.Validations)))
+			break
+		}
+		var shares []string
+		for _, c := range res.Collectors {
+			if c.Role == "backend" {
+				shares = append(shares, fmt.Sprintf("%.0f", c.Outcomes))
+			}
+		}
+		s.Lines = append(s.Lines, fmt.Sprintf("- scale-out (gateway + %d backends): exact %v (%s); outcomes per backend %s",
+			len(shares), res.Validations.Exact(), labelsLine(res.Validations), strings.Join(shares, " / ")))
 	case *scenarios.ThroughputResult:
 		var parts []string
 		for _, v := range res.Variants {
