@@ -14,6 +14,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 
 	"github.com/imcol/imcol/components/imsemconv"
 	"github.com/imcol/imcol/processors/imlossprocessor/internal/metadatatest"
@@ -232,4 +234,25 @@ func attr(m pcommon.Map, k string) string {
 
 func nopTelemetrySettings() component.TelemetrySettings {
 	return componenttest.NewNopTelemetrySettings()
+}
+
+// assertCounter compares a counter's non-zero points with want: start-up creates the usual
+// series of every counter at zero (see initCounters), which the behaviour tests do not repeat.
+func assertCounter(t *testing.T, tel *componenttest.Telemetry, name string, want []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	t.Helper()
+	got, err := tel.GetMetric(name)
+	require.NoError(t, err)
+	sum, ok := got.Data.(metricdata.Sum[int64])
+	require.True(t, ok, "%s is not an int64 sum", name)
+	var nonZero []metricdata.DataPoint[int64]
+	for _, dp := range sum.DataPoints {
+		if dp.Value != 0 {
+			nonZero = append(nonZero, dp)
+		}
+	}
+	gotSum, wantSum := sum, sum
+	gotSum.DataPoints, wantSum.DataPoints = nonZero, want
+	gotMetric, wantMetric := got, got
+	gotMetric.Data, wantMetric.Data = gotSum, wantSum
+	metricdatatest.AssertEqual(t, wantMetric, gotMetric, opts...)
 }

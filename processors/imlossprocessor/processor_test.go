@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 
 	"github.com/imcol/imcol/components/imsemconv"
+	"github.com/imcol/imcol/processors/imlossprocessor/internal/event"
 	"github.com/imcol/imcol/processors/imlossprocessor/internal/metadatatest"
 )
 
@@ -126,7 +127,7 @@ func TestEmitFailuresOnlyStillCountsEverything(t *testing.T) {
 	assert.Equal(t, "stage_failed", attr(logs[0].Attributes(), imsemconv.AttrLossReason))
 	assert.Equal(t, "persist", attr(logs[0].Attributes(), imsemconv.AttrLossStage))
 
-	metadatatest.AssertEqualProcessorImLossOutcomes(t, h.tel, []metricdata.DataPoint[int64]{
+	assertCounter(t, h.tel, "otelcol_processor_im_loss_outcomes", []metricdata.DataPoint[int64]{
 		{Value: 1, Attributes: attribute.NewSet(attribute.String("outcome", "delivered"), attribute.String("stage", "ack"), attribute.String("reason", ""))},
 		{Value: 1, Attributes: attribute.NewSet(attribute.String("outcome", "lost"), attribute.String("stage", "persist"), attribute.String("reason", "stage_failed"))},
 	}, metricdatatest.IgnoreTimestamp())
@@ -195,7 +196,7 @@ func TestMalformedEventsPassThroughAndAreCounted(t *testing.T) {
 	assert.Equal(t, want, h.tsink.AllTraces()[0])
 	assert.Equal(t, 0, h.rt().tr.Len())
 
-	metadatatest.AssertEqualProcessorImLossUnrecognizedEvents(t, h.tel, []metricdata.DataPoint[int64]{
+	assertCounter(t, h.tel, "otelcol_processor_im_loss_unrecognized_events", []metricdata.DataPoint[int64]{
 		{Value: 1, Attributes: attribute.NewSet(attribute.String("reason", "missing_message_id"))},
 		{Value: 1, Attributes: attribute.NewSet(attribute.String("reason", "invalid_seq"))},
 		{Value: 1, Attributes: attribute.NewSet(attribute.String("reason", "invalid_stage"))},
@@ -298,7 +299,7 @@ func TestRestartWithoutStorageForgetsButInventsNothing(t *testing.T) {
 	h2.sendSpans(lc{stage: deliver, msg: "m1", conv: "c", dev: "d"}, lc{stage: ack, msg: "m1", conv: "c", dev: "d"})
 	h2.advance(cfg.AckTimeout)
 	assert.Empty(t, outcomeSpans(h2.tsink), "half a lifecycle after a restart is neither delivered nor lost")
-	metadatatest.AssertEqualProcessorImLossUnrecognizedEvents(t, h2.tel, []metricdata.DataPoint[int64]{
+	assertCounter(t, h2.tel, "otelcol_processor_im_loss_unrecognized_events", []metricdata.DataPoint[int64]{
 		{Value: 1, Attributes: attribute.NewSet(attribute.String("reason", "orphan_message"))},
 	}, metricdatatest.IgnoreTimestamp())
 }
@@ -315,7 +316,7 @@ func TestEvictionIsReportedAndCounted(t *testing.T) {
 	require.Len(t, out, 1)
 	assert.Equal(t, "a", attr(out[0].Attributes(), imsemconv.AttrMessageID))
 	assert.Equal(t, "evicted", attr(out[0].Attributes(), imsemconv.AttrLossReason))
-	metadatatest.AssertEqualProcessorImLossEvictions(t, h.tel, []metricdata.DataPoint[int64]{
+	assertCounter(t, h.tel, "otelcol_processor_im_loss_evictions", []metricdata.DataPoint[int64]{
 		{Value: 1, Attributes: attribute.NewSet(attribute.String("state", "message"))},
 	}, metricdatatest.IgnoreTimestamp())
 	metadatatest.AssertEqualProcessorImLossTrackedMessages(t, h.tel, []metricdata.DataPoint[int64]{{Value: 2}}, metricdatatest.IgnoreTimestamp())
@@ -382,4 +383,30 @@ func TestStorageMisconfigured(t *testing.T) {
 	require.NoError(t, err)
 	require.ErrorContains(t, p.Start(context.Background(), componenttest.NewNopHost()), `extension "file_storage/nope" not found`)
 	require.NoError(t, p.Shutdown(context.Background()))
+}
+
+// TestCountersStartAtZero: the first loss, gap or eviction must be visible to rate() and
+// increase(), so the usual series exist at zero before anything happens.
+func TestCountersStartAtZero(t *testing.T) {
+	h := newHarness(t, defaultCfg(), nil, nil)
+	defer h.shutdown()
+	metadatatest.AssertEqualProcessorImLossSeqGaps(t, h.tel, []metricdata.DataPoint[int64]{{Value: 0}}, metricdatatest.IgnoreTimestamp())
+	var evictions []metricdata.DataPoint[int64]
+	for _, state := range []string{"message", "conversation", "seq_gap", "decided"} {
+		evictions = append(evictions, metricdata.DataPoint[int64]{Attributes: attribute.NewSet(attribute.String("state", state))})
+	}
+	metadatatest.AssertEqualProcessorImLossEvictions(t, h.tel, evictions, metricdatatest.IgnoreTimestamp())
+
+	outcomes, err := h.tel.GetMetric("otelcol_processor_im_loss_outcomes")
+	require.NoError(t, err)
+	lostAtPush := attribute.NewSet(attribute.String("outcome", "lost"), attribute.String("stage", "push"), attribute.String("reason", "ack_timeout"))
+	found := false
+	for _, dp := range outcomes.Data.(metricdata.Sum[int64]).DataPoints {
+		assert.Zero(t, dp.Value)
+		found = found || dp.Attributes.Equals(&lostAtPush)
+	}
+	assert.True(t, found, "no zero series for lost/ack_timeout@push")
+	unrecognized, err := h.tel.GetMetric("otelcol_processor_im_loss_unrecognized_events")
+	require.NoError(t, err)
+	assert.Len(t, unrecognized.Data.(metricdata.Sum[int64]).DataPoints, len(event.Reasons))
 }

@@ -17,7 +17,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 
 	"github.com/imcol/imcol/components/imsemconv"
-	"github.com/imcol/imcol/processors/imlossprocessor/internal/metadatatest"
 )
 
 // memStorage is a storage extension whose content can be copied at any moment: the copy is
@@ -170,7 +169,7 @@ func TestCrashRestoresLastCheckpoint(t *testing.T) {
 	// m1 (acked before the crash) and m5 are not lost, seq 3 is no gap; m4 (persist only,
 	// begun after the restart) is judged as usual.
 	assert.ElementsMatch(t, []string{"delivered/m2//", "lost/m4/ack_timeout/persist"}, got)
-	metadatatest.AssertEqualProcessorImLossUnrecognizedEvents(t, h2.tel, []metricdata.DataPoint[int64]{
+	assertCounter(t, h2.tel, "otelcol_processor_im_loss_unrecognized_events", []metricdata.DataPoint[int64]{
 		{Value: 2, Attributes: attribute.NewSet(attribute.String("reason", "unjudged_after_restart"))},
 	}, metricdatatest.IgnoreTimestamp())
 }

@@ -151,6 +151,7 @@ func (r *lossRuntime) countUnrecognized(ctx context.Context, reason event.Reason
 
 // start restores saved state (when storage is configured) and starts the goroutines.
 func (r *lossRuntime) start(ctx context.Context, host component.Host) error {
+	r.initCounters(ctx)
 	if r.cfg.Storage != nil {
 		client, err := storageClient(ctx, host, *r.cfg.Storage, r.id)
 		if err != nil {
@@ -428,6 +429,41 @@ func (r *lossRuntime) checkpointLoop() {
 			r.checkpointed <- len(data)
 		}
 	}
+}
+
+// initCounters creates the counters' usual series at zero, as Prometheus recommends: a series
+// born at its first increment hides that increment from rate() and increase(), so the first loss,
+// gap or eviction would never fire an alert, and dashboards would query series that do not exist.
+func (r *lossRuntime) initCounters(ctx context.Context) {
+	r.tel.ProcessorImLossSeqGaps.Add(ctx, 0)
+	for _, opt := range r.attrs.evicted {
+		r.tel.ProcessorImLossEvictions.Add(ctx, 0, opt)
+	}
+	for _, reason := range event.Reasons {
+		r.tel.ProcessorImLossUnrecognizedEvents.Add(ctx, 0, r.attrs.unrecognized(reason))
+	}
+	for _, o := range usualOutcomes() {
+		r.tel.ProcessorImLossOutcomes.Add(ctx, 0, r.attrs.outcome(&o))
+	}
+}
+
+// usualOutcomes lists the outcome, stage and reason combinations the tracker decides.
+func usualOutcomes() []tracker.Outcome {
+	lossStages := []imsemconv.Stage{imsemconv.StageSend, imsemconv.StagePersist, imsemconv.StagePush, imsemconv.StageDeliver}
+	out := []tracker.Outcome{
+		{Outcome: imsemconv.OutcomeDelivered, Stage: imsemconv.StageAck},
+		{Outcome: imsemconv.OutcomeDuplicate, Stage: imsemconv.StageDeliver},
+		{Outcome: imsemconv.OutcomeLost, Stage: imsemconv.StagePersist, Reason: imsemconv.ReasonSeqGap},
+	}
+	for _, st := range lossStages {
+		for _, reason := range []imsemconv.LossReason{imsemconv.ReasonAckTimeout, imsemconv.ReasonStageFailed, imsemconv.ReasonEvicted} {
+			out = append(out, tracker.Outcome{Outcome: imsemconv.OutcomeLost, Stage: st, Reason: reason})
+		}
+	}
+	for _, st := range imsemconv.Stages {
+		out = append(out, tracker.Outcome{Outcome: imsemconv.OutcomeLate, Stage: st})
+	}
+	return out
 }
 
 // metricAttrs precomputes attribute sets so recording does not allocate.

@@ -69,6 +69,14 @@ const (
 	ReasonUnjudgedAfterRestart Reason = "unjudged_after_restart"
 )
 
+// Reasons lists every reason but ReasonNone.
+var Reasons = []Reason{
+	ReasonMissingMessageID, ReasonInvalidMessageID, ReasonInvalidConversationID, ReasonInvalidStage,
+	ReasonInvalidSeq, ReasonMissingSeqContext, ReasonInvalidFanout, ReasonInvalidDevice, ReasonInvalidOffline,
+	ReasonOversizedValue, ReasonConditionError, ReasonOverload, ReasonOrphan, ReasonTooManyDevices,
+	ReasonUnjudgedAfterRestart,
+}
+
 // Names are the attribute keys to read; every one is configurable.
 type Names struct {
 	MessageID      string
