@@ -57,7 +57,6 @@ check-generated: ## Fail when generated code differs from what `make generate` w
 	@./scripts/check-generated.sh
 
 deps: ## Install what the tests need: promtool, Prometheus, Alertmanager (Debian), Loki and Jaeger (built once, cached); idempotent
-	@./scripts/install-deps.sh
 	@./scripts/e2e/install-backends.sh
 
 e2e: deps build ## Only the end-to-end suite against real Prometheus, Alertmanager, Loki and Jaeger

@@ -13,7 +13,7 @@ import (
 // users who load it into Prometheus too.
 func TestShippedRulesWithPromtool(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
-	require.NoError(t, err, "promtool is required: run `make deps` (scripts/install-deps.sh), "+
+	require.NoError(t, err, "promtool is required: run `make deps` (scripts/e2e/install-backends.sh), "+
 		"which installs the Debian package prometheus")
 
 	rulesDir := filepath.Join("..", "..", "configs", "rules")
