@@ -20,20 +20,15 @@ import (
 
 var nopLogger = zap.NewNop()
 
-type spanStageMatcher struct {
+type stageMatcher[K any] struct {
 	stage imsemconv.Stage
-	conds ottl.ConditionSequence[*ottlspan.TransformContext]
-}
-
-type logStageMatcher struct {
-	stage imsemconv.Stage
-	conds ottl.ConditionSequence[*ottllog.TransformContext]
+	conds ottl.ConditionSequence[K]
 }
 
 // stageMatchers recognise stages by OTTL condition, in lifecycle order.
 type stageMatchers struct {
-	spans []spanStageMatcher
-	logs  []logStageMatcher
+	spans []stageMatcher[*ottlspan.TransformContext]
+	logs  []stageMatcher[*ottllog.TransformContext]
 }
 
 func newStageMatchers(cfg *StageConditionsConfig, set component.TelemetrySettings) (*stageMatchers, error) {
@@ -44,39 +39,53 @@ func newStageMatchers(cfg *StageConditionsConfig, set component.TelemetrySetting
 		if err != nil {
 			return nil, fmt.Errorf("stage_conditions::spans: %w", err)
 		}
-		for _, sc := range cfg.Spans.byStage() {
-			if len(sc.conds) == 0 {
-				continue
-			}
-			parsed, err := parser.ParseConditions(sc.conds)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("stage_conditions::spans::%s: %w", sc.stage, err))
-				continue
-			}
-			sm.spans = append(sm.spans, spanStageMatcher{stage: sc.stage, conds: ottlspan.NewConditionSequence(parsed, set)})
-		}
+		sm.spans, errs = parseStageConditions(&parser, "stage_conditions::spans", cfg.Spans.byStage(), set, errs)
 	}
 	if !cfg.Logs.empty() {
 		parser, err := ottllog.NewParser(ottlfuncs.StandardConverters[*ottllog.TransformContext](), set)
 		if err != nil {
 			return nil, fmt.Errorf("stage_conditions::logs: %w", err)
 		}
-		for _, sc := range cfg.Logs.byStage() {
-			if len(sc.conds) == 0 {
-				continue
-			}
-			parsed, err := parser.ParseConditions(sc.conds)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("stage_conditions::logs::%s: %w", sc.stage, err))
-				continue
-			}
-			sm.logs = append(sm.logs, logStageMatcher{stage: sc.stage, conds: ottllog.NewConditionSequence(parsed, set)})
-		}
+		sm.logs, errs = parseStageConditions(&parser, "stage_conditions::logs", cfg.Logs.byStage(), set, errs)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return sm, nil
+}
+
+// parseStageConditions parses every stage's conditions, appending to errs one error per
+// stage that fails, named by its YAML key, so the user sees all mistakes at once.
+func parseStageConditions[K any](parser *ottl.Parser[K], key string, stages []stageConditionList, set component.TelemetrySettings, errs []error) ([]stageMatcher[K], []error) {
+	var matchers []stageMatcher[K]
+	for _, sc := range stages {
+		if len(sc.conds) == 0 {
+			continue
+		}
+		parsed, err := parser.ParseConditions(sc.conds)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s::%s: %w", key, sc.stage, err))
+			continue
+		}
+		// What ottlspan.NewConditionSequence and ottllog.NewConditionSequence do without options.
+		matchers = append(matchers, stageMatcher[K]{stage: sc.stage, conds: ottl.NewConditionSequence(parsed, set)})
+	}
+	return matchers, errs
+}
+
+// matchStage returns the stage of the first matcher whose conditions hold for tCtx.
+func matchStage[K any](ctx context.Context, matchers []stageMatcher[K], tCtx K) (imsemconv.Stage, bool, event.Reason) {
+	for i := range matchers {
+		m := &matchers[i]
+		ok, err := m.conds.Eval(ctx, tCtx)
+		if err != nil {
+			return imsemconv.StageUnknown, true, event.ReasonConditionError
+		}
+		if ok {
+			return m.stage, true, event.ReasonNone
+		}
+	}
+	return imsemconv.StageUnknown, false, event.ReasonNone
 }
 
 // extractor turns spans and log records into lifecycle events. It is safe for concurrent
@@ -95,17 +104,7 @@ func (x *extractor) spanStage(ctx context.Context, rs ptrace.ResourceSpans, ss p
 	}
 	tCtx := ottlspan.NewTransformContextPtr(rs, ss, span)
 	defer tCtx.Close()
-	for i := range x.matchers.spans {
-		m := &x.matchers.spans[i]
-		ok, err := m.conds.Eval(ctx, tCtx)
-		if err != nil {
-			return imsemconv.StageUnknown, true, event.ReasonConditionError
-		}
-		if ok {
-			return m.stage, true, event.ReasonNone
-		}
-	}
-	return imsemconv.StageUnknown, false, event.ReasonNone
+	return matchStage(ctx, x.matchers.spans, tCtx)
 }
 
 func (x *extractor) logStage(ctx context.Context, rl plog.ResourceLogs, sl plog.ScopeLogs, lr plog.LogRecord) (imsemconv.Stage, bool, event.Reason) {
@@ -115,17 +114,7 @@ func (x *extractor) logStage(ctx context.Context, rl plog.ResourceLogs, sl plog.
 	}
 	tCtx := ottllog.NewTransformContextPtr(rl, sl, lr)
 	defer tCtx.Close()
-	for i := range x.matchers.logs {
-		m := &x.matchers.logs[i]
-		ok, err := m.conds.Eval(ctx, tCtx)
-		if err != nil {
-			return imsemconv.StageUnknown, true, event.ReasonConditionError
-		}
-		if ok {
-			return m.stage, true, event.ReasonNone
-		}
-	}
-	return imsemconv.StageUnknown, false, event.ReasonNone
+	return matchStage(ctx, x.matchers.logs, tCtx)
 }
 
 // traces appends the lifecycle events found in td to dst. Ref numbers every span in
@@ -211,51 +200,51 @@ func (x *extractor) log(ctx context.Context, rl plog.ResourceLogs, sl plog.Scope
 
 // removeSpans drops the spans whose ref is in drop (sorted ascending).
 func removeSpans(td ptrace.Traces, drop []int32) {
-	var ref int32
-	i := 0
+	hit := refsIn[ptrace.Span](drop)
 	td.ResourceSpans().RemoveIf(func(rs ptrace.ResourceSpans) bool {
-		emptied := false
-		rs.ScopeSpans().RemoveIf(func(ss ptrace.ScopeSpans) bool {
-			removed := false
-			ss.Spans().RemoveIf(func(ptrace.Span) bool {
-				hit := i < len(drop) && drop[i] == ref
-				if hit {
-					i++
-					removed = true
-				}
-				ref++
-				return hit
-			})
-			// Only containers we emptied go; empty ones that came in stay untouched.
-			gone := removed && ss.Spans().Len() == 0
-			emptied = emptied || gone
-			return gone
+		return removeEmptying(rs.ScopeSpans(), func(ss ptrace.ScopeSpans) bool {
+			return removeEmptying(ss.Spans(), hit)
 		})
-		return emptied && rs.ScopeSpans().Len() == 0
 	})
 }
 
 // removeLogs drops the log records whose ref is in drop (sorted ascending).
 func removeLogs(ld plog.Logs, drop []int32) {
+	hit := refsIn[plog.LogRecord](drop)
+	ld.ResourceLogs().RemoveIf(func(rl plog.ResourceLogs) bool {
+		return removeEmptying(rl.ScopeLogs(), func(sl plog.ScopeLogs) bool {
+			return removeEmptying(sl.LogRecords(), hit)
+		})
+	})
+}
+
+// refsIn returns a RemoveIf predicate that must see every record in ref order (the order
+// extraction numbered them in) and selects those whose ref is in drop (sorted ascending).
+func refsIn[E any](drop []int32) func(E) bool {
 	var ref int32
 	i := 0
-	ld.ResourceLogs().RemoveIf(func(rl plog.ResourceLogs) bool {
-		emptied := false
-		rl.ScopeLogs().RemoveIf(func(sl plog.ScopeLogs) bool {
-			removed := false
-			sl.LogRecords().RemoveIf(func(plog.LogRecord) bool {
-				hit := i < len(drop) && drop[i] == ref
-				if hit {
-					i++
-					removed = true
-				}
-				ref++
-				return hit
-			})
-			gone := removed && sl.LogRecords().Len() == 0
-			emptied = emptied || gone
-			return gone
-		})
-		return emptied && rl.ScopeLogs().Len() == 0
+	return func(E) bool {
+		hit := i < len(drop) && drop[i] == ref
+		if hit {
+			i++
+		}
+		ref++
+		return hit
+	}
+}
+
+// removeEmptying removes the elements of s that remove selects and reports whether that
+// emptied s, so the caller drops the container too. Only containers we emptied go; empty
+// ones that came in stay untouched.
+func removeEmptying[E any, S interface {
+	RemoveIf(func(E) bool)
+	Len() int
+}](s S, remove func(E) bool) bool {
+	removed := false
+	s.RemoveIf(func(e E) bool {
+		r := remove(e)
+		removed = removed || r
+		return r
 	})
+	return removed && s.Len() == 0
 }

@@ -31,6 +31,20 @@ func fuzzTracker() *tracker.Tracker {
 	})
 }
 
+// checkRemove drops every extracted record by its ref and requires exactly those to be gone.
+func checkRemove(t *testing.T, evs []event.Event, count func() int, remove func(refs []int32), noun string) {
+	t.Helper()
+	var refs []int32
+	for _, ev := range evs {
+		refs = append(refs, ev.Ref)
+	}
+	before := count()
+	remove(refs)
+	if count() != before-len(refs) {
+		t.Fatalf("removed %d %s, want %d", before-count(), noun, len(refs))
+	}
+}
+
 // checkEvents asserts what every decoded event guarantees the tracker, then feeds them to
 // a tracker with tiny limits and checks it stays inside them.
 func checkEvents(t *testing.T, evs []event.Event, records int) {
@@ -83,15 +97,7 @@ func FuzzExtractTraces(f *testing.F) {
 		}
 		evs := x.traces(context.Background(), td, 0, nil)
 		checkEvents(t, evs, td.SpanCount())
-		var refs []int32
-		for _, ev := range evs {
-			refs = append(refs, ev.Ref)
-		}
-		before := td.SpanCount()
-		removeSpans(td, refs)
-		if td.SpanCount() != before-len(refs) {
-			t.Fatalf("removed %d spans, want %d", before-td.SpanCount(), len(refs))
-		}
+		checkRemove(t, evs, td.SpanCount, func(refs []int32) { removeSpans(td, refs) }, "spans")
 	})
 }
 
@@ -116,15 +122,7 @@ func FuzzExtractLogs(f *testing.F) {
 		}
 		evs := x.logs(context.Background(), ld, 0, nil)
 		checkEvents(t, evs, ld.LogRecordCount())
-		var refs []int32
-		for _, ev := range evs {
-			refs = append(refs, ev.Ref)
-		}
-		before := ld.LogRecordCount()
-		removeLogs(ld, refs)
-		if ld.LogRecordCount() != before-len(refs) {
-			t.Fatalf("removed %d records, want %d", before-ld.LogRecordCount(), len(refs))
-		}
+		checkRemove(t, evs, ld.LogRecordCount, func(refs []int32) { removeLogs(ld, refs) }, "records")
 	})
 }
 

@@ -190,29 +190,17 @@ type traceService struct {
 }
 
 func (t *traceService) Export(_ context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
-	s := t.s
-	at := s.now()
-	var recs []Record
-	var ids []pcommon.SpanID
+	r := t.s.receive("traces")
 	td := req.Traces()
-	s.spans.Add(int64(td.SpanCount()))
+	t.s.spans.Add(int64(td.SpanCount()))
 	for _, rs := range td.ResourceSpans().All() {
 		for _, ss := range rs.ScopeSpans().All() {
 			for _, sp := range ss.Spans().All() {
-				if sp.Name() != imsemconv.OutcomeEventName {
-					if s.opts.TrackUnique {
-						ids = append(ids, sp.SpanID())
-					}
-					continue
-				}
-				s.outcomes.Add(1)
-				if s.opts.KeepRecords {
-					recs = append(recs, decodeRecord("traces", sp.Attributes(), at))
-				}
+				r.add(sp.Name(), sp.SpanID(), sp.Attributes())
 			}
 		}
 	}
-	s.keep(recs, ids)
+	r.done()
 	return ptraceotlp.NewExportResponse(), nil
 }
 
@@ -222,31 +210,50 @@ type logService struct {
 }
 
 func (l *logService) Export(_ context.Context, req plogotlp.ExportRequest) (plogotlp.ExportResponse, error) {
-	s := l.s
-	at := s.now()
-	var recs []Record
-	var ids []pcommon.SpanID
+	r := l.s.receive("logs")
 	ld := req.Logs()
-	s.logs.Add(int64(ld.LogRecordCount()))
+	l.s.logs.Add(int64(ld.LogRecordCount()))
 	for _, rl := range ld.ResourceLogs().All() {
 		for _, sl := range rl.ScopeLogs().All() {
 			for _, lr := range sl.LogRecords().All() {
-				if lr.EventName() != imsemconv.OutcomeEventName {
-					if s.opts.TrackUnique {
-						ids = append(ids, lr.SpanID())
-					}
-					continue
-				}
-				s.outcomes.Add(1)
-				if s.opts.KeepRecords {
-					recs = append(recs, decodeRecord("logs", lr.Attributes(), at))
-				}
+				r.add(lr.EventName(), lr.SpanID(), lr.Attributes())
 			}
 		}
 	}
-	s.keep(recs, ids)
+	r.done()
 	return plogotlp.NewExportResponse(), nil
 }
+
+// received gathers what one export request carries, spans or log records alike, so the
+// sink's lock is taken once per request in done rather than once per item.
+type received struct {
+	s      *Sink
+	signal string
+	at     time.Time
+	recs   []Record
+	ids    []pcommon.SpanID
+}
+
+func (s *Sink) receive(signal string) received {
+	return received{s: s, signal: signal, at: s.now()}
+}
+
+// add takes one span or log record: an outcome record is counted (and decoded when records
+// are kept); any other item is remembered by span ID when uniqueness is tracked.
+func (r *received) add(eventName string, id pcommon.SpanID, attrs pcommon.Map) {
+	if eventName != imsemconv.OutcomeEventName {
+		if r.s.opts.TrackUnique {
+			r.ids = append(r.ids, id)
+		}
+		return
+	}
+	r.s.outcomes.Add(1)
+	if r.s.opts.KeepRecords {
+		r.recs = append(r.recs, decodeRecord(r.signal, attrs, r.at))
+	}
+}
+
+func (r *received) done() { r.s.keep(r.recs, r.ids) }
 
 type metricService struct {
 	pmetricotlp.UnimplementedGRPCServer

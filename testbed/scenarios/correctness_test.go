@@ -16,23 +16,12 @@ import (
 // other (so every message crosses both pipelines of one shared im_loss). Detection must be
 // exact: precision = recall = 1 for every outcome label.
 func TestCorrectness(t *testing.T) {
-	for _, tc := range []struct {
-		name, signals, protocol string
-		seed                    uint64
-	}{
+	for _, tc := range []correctnessRun{
 		{"traces-grpc", "traces", "grpc", 42},
 		{"mixed-http", "mixed", "http", 43},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sig, err := sender.ParseSignals(tc.signals)
-			if err != nil {
-				t.Fatal(err)
-			}
-			o := DefaultCorrectness()
-			o.Name, o.Signals, o.Protocol, o.Seed = "correctness-"+tc.name, sig, tc.protocol, tc.seed
-			res := Correctness(t, o)
-			t.Logf("%s", res.Validations.Summary())
-			res.Check(t)
+			tc.run(t, "correctness-", DefaultCorrectness()).Check(t)
 		})
 	}
 }
@@ -44,28 +33,38 @@ func TestCorrectness(t *testing.T) {
 // the backend that never saw its send); mixed signals also prove that a message's log
 // records and spans meet on one backend.
 func TestCorrectnessThroughGateway(t *testing.T) {
-	for _, tc := range []struct {
-		name, signals, protocol string
-		seed                    uint64
-	}{
+	for _, tc := range []correctnessRun{
 		{"mixed-grpc", "mixed", "grpc", 44},
 		{"traces-http", "traces", "http", 45},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sig, err := sender.ParseSignals(tc.signals)
-			if err != nil {
-				t.Fatal(err)
-			}
-			o := DefaultScaleOut()
-			o.Name, o.Signals, o.Protocol, o.Seed = "scale-out-"+tc.name, sig, tc.protocol, tc.seed
-			res := Correctness(t, o)
-			t.Logf("%s", res.Validations.Summary())
+			res := tc.run(t, "scale-out-", DefaultScaleOut())
 			for _, c := range res.Collectors {
 				t.Logf("%s %s: %.0f items accepted, %.0f outcomes", c.Role, c.Name, c.Accepted, c.Outcomes)
 			}
 			res.Check(t)
 		})
 	}
+}
+
+// correctnessRun is one subtest of the correctness tests.
+type correctnessRun struct {
+	name, signals, protocol string
+	seed                    uint64
+}
+
+// run runs the correctness scenario on top of o with the run's signals, protocol and seed,
+// logging the validation summary before the caller checks the result.
+func (tc correctnessRun) run(t *testing.T, namePrefix string, o CorrectnessOptions) *CorrectnessResult {
+	t.Helper()
+	sig, err := sender.ParseSignals(tc.signals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Name, o.Signals, o.Protocol, o.Seed = namePrefix+tc.name, sig, tc.protocol, tc.seed
+	res := Correctness(t, o)
+	t.Logf("%s", res.Validations.Summary())
+	return res
 }
 
 // TestCheckRequiresEveryBackendToOwnConversations: exact detection alone would pass if the
