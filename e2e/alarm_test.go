@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -154,7 +153,7 @@ func TestDefaultConfigAlarmExperience(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(targets, "openim.yaml"),
 		[]byte(fmt.Sprintf("- targets: [%q]\n  labels:\n    job: openim-msg-gateway\n", svc.addr)), 0o600))
 
-	env := defaultConfigEnv(t)
+	env := testcollector.DefaultConfigEnv(t)
 	env["IMCOL_TARGETS_DIR"] = targets
 	env["IMCOL_SCRAPE_INTERVAL"] = "1s"
 	env["IMCOL_EVALUATION_INTERVAL"] = "1s"
@@ -216,21 +215,6 @@ func hasAlert(alerts []struct {
 		}
 	}
 	return false
-}
-
-// defaultConfigEnv points every address of configs/default.yaml at a free loopback port.
-func defaultConfigEnv(t *testing.T) map[string]string {
-	return map[string]string{
-		"IMCOL_OTLP_GRPC_ENDPOINT":  testcollector.FreeEndpoint(t),
-		"IMCOL_OTLP_HTTP_ENDPOINT":  testcollector.FreeEndpoint(t),
-		"IMCOL_PROMETHEUS_ENDPOINT": testcollector.FreeEndpoint(t),
-		"IMCOL_HEALTH_ENDPOINT":     testcollector.FreeEndpoint(t),
-		"IMCOL_PPROF_ENDPOINT":      testcollector.FreeEndpoint(t),
-		"IMCOL_ZPAGES_ENDPOINT":     testcollector.FreeEndpoint(t),
-		"IMCOL_TELEMETRY_HOST":      "127.0.0.1",
-		"IMCOL_TELEMETRY_PORT":      strconv.Itoa(testcollector.FreePort(t)),
-		"IMCOL_DATA_DIR":            t.TempDir(),
-	}
 }
 
 // waitUntil polls cond until it holds, failing the test with the collector's output at the deadline.

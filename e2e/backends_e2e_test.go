@@ -50,7 +50,7 @@ func startStack(t *testing.T) *stack {
 	s.jaeger = startJaeger(t)
 	s.svc = newIMService(t)
 
-	s.env = defaultConfigEnv(t)
+	s.env = testcollector.DefaultConfigEnv(t)
 	targets := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(targets, "openim.yaml"),
 		[]byte(fmt.Sprintf("- targets: [%q]\n  labels:\n    job: openim-msg-gateway\n", s.svc.addr)), 0o600))

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -28,69 +27,43 @@ import (
 	"github.com/imcol/imcol/internal/testcollector"
 )
 
-// defaultEnv points every address of configs/default.yaml at a free loopback port.
-type defaultEnv struct {
-	grpc, http, prom, health, dataDir string
-	vars                              map[string]string
-}
-
-func newDefaultEnv(t *testing.T) defaultEnv {
-	e := defaultEnv{
-		grpc:    testcollector.FreeEndpoint(t),
-		http:    testcollector.FreeEndpoint(t),
-		prom:    testcollector.FreeEndpoint(t),
-		health:  testcollector.FreeEndpoint(t),
-		dataDir: t.TempDir(),
-	}
-	e.vars = map[string]string{
-		"IMCOL_OTLP_GRPC_ENDPOINT":   e.grpc,
-		"IMCOL_OTLP_HTTP_ENDPOINT":   e.http,
-		"IMCOL_PROMETHEUS_ENDPOINT":  e.prom,
-		"IMCOL_HEALTH_ENDPOINT":      e.health,
-		"IMCOL_PPROF_ENDPOINT":       testcollector.FreeEndpoint(t),
-		"IMCOL_ZPAGES_ENDPOINT":      testcollector.FreeEndpoint(t),
-		"IMCOL_TELEMETRY_HOST":       "127.0.0.1",
-		"IMCOL_TELEMETRY_PORT":       strconv.Itoa(testcollector.FreePort(t)),
-		"IMCOL_DATA_DIR":             e.dataDir,
-		"IMCOL_HOSTMETRICS_INTERVAL": "1s",
-	}
-	return e
-}
-
 func TestDefaultConfigServesAllSignals(t *testing.T) {
-	env := newDefaultEnv(t)
+	env := testcollector.DefaultConfigEnv(t)
+	env["IMCOL_HOSTMETRICS_INTERVAL"] = "1s"
+	grpcEndpoint, httpEndpoint := env["IMCOL_OTLP_GRPC_ENDPOINT"], env["IMCOL_OTLP_HTTP_ENDPOINT"]
+	prom, dataDir := env["IMCOL_PROMETHEUS_ENDPOINT"], env["IMCOL_DATA_DIR"]
 	root := testcollector.RepoRoot(t)
 	proc := testcollector.Start(t, testcollector.Options{
 		Config:         filepath.Join(root, "configs", "default.yaml"),
-		Env:            env.vars,
-		HealthEndpoint: env.health,
+		Env:            env,
+		HealthEndpoint: env["IMCOL_HEALTH_ENDPOINT"],
 	})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	sendOverGRPC(ctx, t, env.grpc)
-	sendOverHTTP(ctx, t, env.http)
+	sendOverGRPC(ctx, t, grpcEndpoint)
+	sendOverHTTP(ctx, t, httpEndpoint)
 
 	for _, transport := range []string{"grpc", "http"} {
 		metric := "smoke_requests_" + transport + "_total"
 		waitFor(ctx, t, proc, "metric "+metric+" on the Prometheus endpoint", func() (bool, error) {
-			body, err := get("http://" + env.prom + "/metrics")
+			body, err := get("http://" + prom + "/metrics")
 			return strings.Contains(body, metric+"{"), err
 		})
 		span := "smoke-span-" + transport
 		waitFor(ctx, t, proc, "span "+span+" in traces.jsonl", func() (bool, error) {
-			return fileContains(filepath.Join(env.dataDir, "traces.jsonl"), `"name":"`+span+`"`)
+			return fileContains(filepath.Join(dataDir, "traces.jsonl"), `"name":"`+span+`"`)
 		})
 		log := "smoke-log-" + transport
 		waitFor(ctx, t, proc, "log "+log+" in logs.jsonl", func() (bool, error) {
-			return fileContains(filepath.Join(env.dataDir, "logs.jsonl"), `"stringValue":"`+log+`"`)
+			return fileContains(filepath.Join(dataDir, "logs.jsonl"), `"stringValue":"`+log+`"`)
 		})
 	}
 	waitFor(ctx, t, proc, "host metrics on the Prometheus endpoint", func() (bool, error) {
-		body, err := get("http://" + env.prom + "/metrics")
+		body, err := get("http://" + prom + "/metrics")
 		return strings.Contains(body, "system_memory_utilization_ratio{"), err
 	})
-	telemetry := "http://127.0.0.1:" + env.vars["IMCOL_TELEMETRY_PORT"] + "/metrics"
+	telemetry := "http://127.0.0.1:" + env["IMCOL_TELEMETRY_PORT"] + "/metrics"
 	waitFor(ctx, t, proc, "the collector's own metrics", func() (bool, error) {
 		body, err := get(telemetry)
 		return strings.Contains(body, "otelcol_receiver_accepted_spans_total{"), err

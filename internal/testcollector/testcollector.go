@@ -39,6 +39,22 @@ func FreeEndpoint(t testing.TB) string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
 }
 
+// DefaultConfigEnv points every address of the shipped configs (configs/default.yaml,
+// backends.yaml, ...) at a free loopback port and their data at a fresh temp dir.
+func DefaultConfigEnv(t testing.TB) map[string]string {
+	return map[string]string{
+		"IMCOL_OTLP_GRPC_ENDPOINT":  FreeEndpoint(t),
+		"IMCOL_OTLP_HTTP_ENDPOINT":  FreeEndpoint(t),
+		"IMCOL_PROMETHEUS_ENDPOINT": FreeEndpoint(t),
+		"IMCOL_HEALTH_ENDPOINT":     FreeEndpoint(t),
+		"IMCOL_PPROF_ENDPOINT":      FreeEndpoint(t),
+		"IMCOL_ZPAGES_ENDPOINT":     FreeEndpoint(t),
+		"IMCOL_TELEMETRY_HOST":      "127.0.0.1",
+		"IMCOL_TELEMETRY_PORT":      strconv.Itoa(FreePort(t)),
+		"IMCOL_DATA_DIR":            t.TempDir(),
+	}
+}
+
 // RepoRoot returns the repository root: the nearest folder at or above the working directory
 // that holds go.mod (go test runs each package in its own folder).
 func RepoRoot(t testing.TB) string {
