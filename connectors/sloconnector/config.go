@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/otlptranslator"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/confmap/xconfmap"
+
+	"github.com/imcol/imcol/components/signal"
 )
 
 // Defaults. The alert window set is the SRE workbook's (and Sloth's) for a 30-day SLO; for
@@ -504,25 +506,14 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// Signal is the kind of events an SLO reads.
-type Signal string
+// Signal is the kind of events an SLO reads: traces or logs.
+type Signal = signal.Signal
 
+// The signals a config may name.
 const (
-	// SignalTraces reads spans.
-	SignalTraces Signal = "traces"
-	// SignalLogs reads log records.
-	SignalLogs Signal = "logs"
+	SignalTraces = signal.Traces
+	SignalLogs   = signal.Logs
 )
-
-// UnmarshalText accepts traces or logs.
-func (s *Signal) UnmarshalText(text []byte) error {
-	switch v := Signal(text); v {
-	case SignalTraces, SignalLogs:
-		*s = v
-		return nil
-	}
-	return fmt.Errorf("unknown signal %q (want traces or logs)", text)
-}
 
 // Severity routes an alert: page (wake someone up) or ticket (handle in working hours).
 type Severity string

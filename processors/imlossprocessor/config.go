@@ -9,6 +9,8 @@ import (
 	"go.opentelemetry.io/collector/confmap/xconfmap"
 
 	"github.com/imcol/imcol/components/imsemconv"
+
+	"github.com/imcol/imcol/components/signal"
 )
 
 // Config is the im_loss processor's configuration.
@@ -128,25 +130,14 @@ func (m *EmitMode) UnmarshalText(text []byte) error {
 	return fmt.Errorf("unknown emit mode %q (want all, failures or none)", text)
 }
 
-// Signal is a pipeline signal outcome records can be emitted into.
-type Signal string
+// Signal is a pipeline signal outcome records can be emitted into: traces or logs.
+type Signal = signal.Signal
 
+// The signals a config may name.
 const (
-	// SignalTraces emits outcome spans.
-	SignalTraces Signal = "traces"
-	// SignalLogs emits outcome log records.
-	SignalLogs Signal = "logs"
+	SignalTraces = signal.Traces
+	SignalLogs   = signal.Logs
 )
-
-// UnmarshalText rejects unknown signals when the config is loaded.
-func (s *Signal) UnmarshalText(text []byte) error {
-	switch v := Signal(text); v {
-	case SignalTraces, SignalLogs:
-		*s = v
-		return nil
-	}
-	return fmt.Errorf("unknown signal %q (want traces or logs)", text)
-}
 
 // OutcomesConfig configures the outcome records.
 type OutcomesConfig struct {
