@@ -168,7 +168,7 @@ func TestDefaultConfigAlarmExperience(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	waitUntil(ctx, t, proc, "the service to be scraped", func() bool {
-		body, err := httpGet("http://" + env["IMCOL_PROMETHEUS_ENDPOINT"] + "/metrics")
+		body, err := testcollector.Get("http://" + env["IMCOL_PROMETHEUS_ENDPOINT"] + "/metrics")
 		return err == nil && strings.Contains(body, "online_user_num{")
 	})
 
@@ -227,14 +227,4 @@ func waitUntil(ctx context.Context, t *testing.T, proc *testcollector.Process, w
 		return fmt.Errorf("not yet: %s", what)
 	})
 	require.NoError(t, err, "waiting for %s\ncollector output:\n%s", what, tail(proc.Output(), 6000))
-}
-
-func httpGet(url string) (string, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return string(body), err
 }

@@ -47,7 +47,7 @@ func TestDefaultConfigServesAllSignals(t *testing.T) {
 	for _, transport := range []string{"grpc", "http"} {
 		metric := "smoke_requests_" + transport + "_total"
 		waitFor(ctx, t, proc, "metric "+metric+" on the Prometheus endpoint", func() (bool, error) {
-			body, err := get("http://" + prom + "/metrics")
+			body, err := testcollector.Get("http://" + prom + "/metrics")
 			return strings.Contains(body, metric+"{"), err
 		})
 		span := "smoke-span-" + transport
@@ -60,12 +60,12 @@ func TestDefaultConfigServesAllSignals(t *testing.T) {
 		})
 	}
 	waitFor(ctx, t, proc, "host metrics on the Prometheus endpoint", func() (bool, error) {
-		body, err := get("http://" + prom + "/metrics")
+		body, err := testcollector.Get("http://" + prom + "/metrics")
 		return strings.Contains(body, "system_memory_utilization_ratio{"), err
 	})
 	telemetry := "http://127.0.0.1:" + env["IMCOL_TELEMETRY_PORT"] + "/metrics"
 	waitFor(ctx, t, proc, "the collector's own metrics", func() (bool, error) {
-		body, err := get(telemetry)
+		body, err := testcollector.Get(telemetry)
 		return strings.Contains(body, "otelcol_receiver_accepted_spans_total{"), err
 	})
 
@@ -158,16 +158,6 @@ func smokeLogs(transport string) plog.Logs {
 	lr.Body().SetStr("smoke-log-" + transport)
 	lr.SetTimestamp(pcommon.NewTimestampFromTime(time.Now()))
 	return ld
-}
-
-func get(url string) (string, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return string(body), err
 }
 
 func fileContains(path, needle string) (bool, error) {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -225,6 +226,17 @@ func (p *Process) exitError() error {
 
 // Output returns everything the collector printed so far.
 func (p *Process) Output() string { return p.output.String() }
+
+// Get returns the body of a GET of url (a metrics page, a health endpoint).
+func Get(url string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return string(body), err
+}
 
 // Eventually calls check every interval until it returns nil, returns a Permanent error, or ctx ends;
 // it returns the last error seen. Tests wait with it instead of sleeping fixed times.
