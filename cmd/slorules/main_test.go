@@ -60,10 +60,13 @@ imcol_slo:sli_events:increase1h{slo_name="im-message-delivery"} >= 1000`, pageFa
 
 	ratio5m := delivery.Rules[0]
 	assert.Equal(t, "imcol_slo:sli_error:ratio_rate5m", ratio5m.Record)
-	assert.Equal(t, `1 - (
-  sum by (slo_name) (rate(imcol_slo_good_events_total{slo_name="im-message-delivery"}[5m]))
-  /
-  sum by (slo_name) (rate(imcol_slo_events_total{slo_name="im-message-delivery"}[5m]))
+	assert.Equal(t, `clamp_min(
+  1 - (
+    sum by (slo_name) (rate(imcol_slo_good_events_total{slo_name="im-message-delivery"}[5m]))
+    /
+    sum by (slo_name) (rate(imcol_slo_events_total{slo_name="im-message-delivery"}[5m]))
+  ),
+  0
 )`, ratio5m.Expr)
 	budget := delivery.Rules[13]
 	assert.Equal(t, "imcol_slo:error_budget_remaining:ratio", budget.Record)

@@ -36,6 +36,9 @@ const (
 	AttrLossDevices = "im.loss.devices"
 	// AttrSeqGapSize is the number of consecutive sequence numbers missing in a conversation.
 	AttrSeqGapSize = "im.seq.gap.size"
+	// AttrLossRetracted, true on a late record, says the late events proved that the message
+	// declared lost was acked by every missing device before its deadline: the loss is taken back.
+	AttrLossRetracted = "im.loss.retracted"
 	// AttrSeqGapAnomaly marks a sequence jump larger than max_gap: reported once, not per missing seq.
 	AttrSeqGapAnomaly = "im.seq.gap.anomaly"
 )

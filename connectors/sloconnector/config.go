@@ -116,6 +116,10 @@ type RatioSLIConfig struct {
 	Good string `mapstructure:"good"`
 	// Bad is an OTTL condition true for bad events.
 	Bad string `mapstructure:"bad"`
+	// Retracted is an optional OTTL condition selecting retractions: records that correct an
+	// earlier bad event, such as im_loss's late record for a message it had declared lost.
+	// It is evaluated before Total; a matching record adds one good event and no total event.
+	Retracted string `mapstructure:"retracted"`
 }
 
 // LatencySLIConfig counts selected events as good when their latency is at most Threshold.
@@ -338,7 +342,7 @@ func (c *SLIConfig) validate(signal Signal) []error {
 		case r.Good != "" && r.Bad != "":
 			errs = append(errs, errors.New("sli.ratio: set only one of good and bad"))
 		}
-		for _, kc := range [][2]string{{"total", r.Total}, {"good", r.Good}, {"bad", r.Bad}} {
+		for _, kc := range [][2]string{{"total", r.Total}, {"good", r.Good}, {"bad", r.Bad}, {"retracted", r.Retracted}} {
 			if kc[1] == "" {
 				continue
 			}

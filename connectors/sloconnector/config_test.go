@@ -75,6 +75,14 @@ func TestLoadConfig(t *testing.T) {
 							Attribute: "im.delivery.latency_ms", Threshold: Duration(200 * time.Millisecond),
 						}},
 					},
+					{
+						Name: "delivery", Signal: SignalLogs, Objective: 0.9999,
+						SLI: SLIConfig{Ratio: &RatioSLIConfig{
+							Total:     `event_name == "im.message.outcome" and (attributes["im.outcome"] == "delivered" or attributes["im.outcome"] == "lost")`,
+							Good:      `attributes["im.outcome"] == "delivered"`,
+							Retracted: `attributes["im.outcome"] == "late" and attributes["im.loss.retracted"] == true`,
+						}},
+					},
 				},
 			},
 		},
@@ -90,6 +98,12 @@ func TestLoadConfig(t *testing.T) {
 		{
 			id:  component.NewIDWithName(metadata.Type, "bad_ottl"),
 			err: `slos[0] "loss": sli.ratio.good: condition has invalid syntax: 1:26: unexpected token "=" (expected <opcomparison> Value)`,
+		},
+		{
+			// retracted is compiled like the other conditions, in the SLO's signal context.
+			id: component.NewIDWithName(metadata.Type, "bad_retracted"),
+			err: `slos[0] "loss": sli.ratio.retracted: condition has invalid syntax: 1:33: unexpected token "=" (expected <opcomparison> Value)` + "\n" +
+				`slos[1] "loss-spans": sli.ratio.retracted: ` + logPathOnSpansErr,
 		},
 		{
 			id:  component.NewIDWithName(metadata.Type, "span_path_on_logs"),
@@ -196,3 +210,5 @@ func TestEffectiveWindows(t *testing.T) {
 }
 
 const spanPathOnLogsErr = `segment "status" from path "status.code" is not a valid path nor a valid OTTL keyword for the log context - review https://github.com/open-telemetry/opentelemetry-collector-contrib/tree/main/pkg/ottl/contexts/ottllog to see all valid paths`
+
+const logPathOnSpansErr = `segment "event_name" from path "event_name" is not a valid path nor a valid OTTL keyword for the span context - review https://github.com/open-telemetry/opentelemetry-collector-contrib/tree/main/pkg/ottl/contexts/ottlspan to see all valid paths`

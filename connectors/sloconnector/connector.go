@@ -3,6 +3,7 @@ package sloconnector // import "github.com/imcol/imcol/connectors/sloconnector"
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -31,11 +32,13 @@ import (
 )
 
 // Names of the emitted metrics and attributes. Through the prometheus exporter they become
-// imcol_slo_events_total, imcol_slo_good_events_total, imcol_slo_objective_ratio,
-// imcol_slo_error_budget_remaining_ratio, imcol_slo_burn_rate and imcol_slo_low_traffic.
+// imcol_slo_events_total, imcol_slo_good_events_total, imcol_slo_retracted_events_total,
+// imcol_slo_objective_ratio, imcol_slo_error_budget_remaining_ratio, imcol_slo_burn_rate and
+// imcol_slo_low_traffic.
 const (
 	metricEvents          = "imcol.slo.events"
 	metricGoodEvents      = "imcol.slo.good_events"
+	metricRetractedEvents = "imcol.slo.retracted_events"
 	metricObjective       = "imcol.slo.objective"
 	metricBudgetRemaining = "imcol.slo.error_budget.remaining"
 	metricBurnRate        = "imcol.slo.burn_rate"
@@ -88,6 +91,9 @@ type slo struct {
 	overflow     *series
 	spanSLI      *sli[*ottlspan.TransformContext]
 	logSLI       *sli[*ottllog.TransformContext]
+	// retracts is true when the SLI has a retracted condition: only then is
+	// imcol.slo.retracted_events emitted.
+	retracts bool
 }
 
 type series struct {
@@ -95,7 +101,10 @@ type series struct {
 	present []bool
 	start   time.Time
 	total   uint64
-	good    uint64
+	// good includes the retractions, which add a good event and no total one: good may
+	// exceed total when a retraction arrives without the loss it corrects.
+	good      uint64
+	retracted uint64
 	// reported is false until the series was emitted once with zero counters, so that
 	// Prometheus's rate() and increase() count the series' first events too.
 	reported bool
@@ -153,6 +162,7 @@ func newSLO(sc *SLOConfig, set component.TelemetrySettings, now time.Time) (*slo
 		windows:     sc.Windows(),
 		minEvents:   uint64(sc.EffectiveMinEvents()),
 		maxSeries:   sc.maxSeries(),
+		retracts:    sc.SLI.Ratio != nil && sc.SLI.Ratio.Retracted != "",
 		series:      make(map[string]*series),
 	}
 	for _, w := range s.windows {
@@ -211,7 +221,9 @@ func (c *sloConnector) Start(ctx context.Context, host component.Host) error {
 			case <-runCtx.Done():
 				return
 			case <-ticker.Chan():
-				c.flush(runCtx)
+				if err := c.flush(runCtx); err != nil {
+					c.logger.Warn("SLO flush failed", zap.Error(err))
+				}
 			}
 		}
 	}()
@@ -234,27 +246,48 @@ func storageClient(ctx context.Context, host component.Host, id, owner component
 	return client, nil
 }
 
-// Shutdown stops flushing, emits and saves a last flush, and closes the storage client. It
-// is safe without Start and when called twice.
+// Shutdown stops the flush loop, emits and saves a last flush, and closes the storage client.
+// It is safe without Start and when called twice, and returns only once the flush loop has
+// exited: it never leaves a goroutine or an open storage client behind.
+//
+// Stopping cancels the context of a flush in progress, so a next consumer or storage call
+// blocked in it returns at once. The last flush and the close use ctx: once ctx is done the
+// last metrics are not emitted, the state is still saved (losing it would cost more than a
+// late return from a local store) and Shutdown returns ctx's error. Only a next consumer or
+// storage extension that ignores cancellation can hold Shutdown past the deadline.
 func (c *sloConnector) Shutdown(ctx context.Context) error {
 	var err error
-	c.shutdownOnce.Do(func() {
-		defer c.telemetry.Shutdown()
-		if c.cancel != nil {
-			c.cancel()
-			select {
-			case <-c.done:
-			case <-ctx.Done():
-				err = ctx.Err()
-				return
-			}
-			c.flush(ctx)
-		}
-		if c.storageClient != nil {
-			err = c.storageClient.Close(ctx)
-		}
-	})
+	c.shutdownOnce.Do(func() { err = c.shutdown(ctx) })
 	return err
+}
+
+func (c *sloConnector) shutdown(ctx context.Context) error {
+	defer c.telemetry.Shutdown()
+	var errs []error
+	if c.cancel != nil {
+		c.cancel()
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			// Well-behaved consumers return at once when cancelled; one that does not holds
+			// Shutdown here rather than being left running over a closed storage client.
+			c.logger.Warn("The shutdown deadline passed before the SLO flush in progress returned; waiting for it")
+			<-c.done
+		}
+		md, snapshot := c.collect()
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("last SLO metrics not emitted: %w", err))
+		} else {
+			errs = append(errs, c.emit(ctx, md))
+		}
+		errs = append(errs, c.save(ctx, snapshot))
+	}
+	if c.storageClient != nil {
+		if err := c.storageClient.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("storage: close: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 type skips struct{ conditionErrors, noLatency, overflowed int64 }
@@ -343,6 +376,12 @@ func (c *sloConnector) observe(s *slo, v verdict, now time.Time, attrs, res pcom
 		return
 	}
 	sr := c.seriesFor(s, now, attrs, res, sk)
+	if v == verdictRetracted {
+		sr.good++
+		sr.retracted++
+		sr.hist.Add(now, window.Counts{Good: 1})
+		return
+	}
 	good := uint64(0)
 	if v == verdictGood {
 		good = 1
@@ -420,8 +459,16 @@ func (c *sloConnector) seriesFor(s *slo, now time.Time, attrs, res pcommon.Map, 
 
 // flush emits the SLO metrics and saves the state. It builds everything under the lock and
 // calls the next consumer and the storage only after releasing it.
-func (c *sloConnector) flush(ctx context.Context) {
+func (c *sloConnector) flush(ctx context.Context) error {
+	md, snapshot := c.collect()
+	err := c.emit(ctx, md)
+	return errors.Join(err, c.save(ctx, snapshot))
+}
+
+// collect builds the metrics and, with storage, the state to save.
+func (c *sloConnector) collect() (pmetric.Metrics, []*storage.Operation) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	now := c.clock.Now()
 	c.expire(now)
 	md := c.buildMetrics(now)
@@ -429,17 +476,25 @@ func (c *sloConnector) flush(ctx context.Context) {
 	if c.storageClient != nil {
 		snapshot = c.snapshot()
 	}
-	c.mu.Unlock()
+	return md, snapshot
+}
 
+func (c *sloConnector) emit(ctx context.Context, md pmetric.Metrics) error {
 	if err := c.next.ConsumeMetrics(ctx, md); err != nil {
-		c.logger.Warn("Failed to emit SLO metrics", zap.Error(err))
+		return fmt.Errorf("emit SLO metrics: %w", err)
 	}
-	if snapshot != nil {
-		if err := c.storageClient.Batch(ctx, snapshot...); err != nil {
-			c.telemetry.ConnectorSloStorageErrors.Add(ctx, 1, c.storageSaveError)
-			c.logger.Warn("Failed to save SLO state", zap.Error(err))
-		}
+	return nil
+}
+
+func (c *sloConnector) save(ctx context.Context, snapshot []*storage.Operation) error {
+	if snapshot == nil {
+		return nil
 	}
+	if err := c.storageClient.Batch(ctx, snapshot...); err != nil {
+		c.telemetry.ConnectorSloStorageErrors.Add(context.WithoutCancel(ctx), 1, c.storageSaveError)
+		return fmt.Errorf("save SLO state: %w", err)
+	}
+	return nil
 }
 
 // expire forgets series without events in their SLO window, so dimension values that stop
@@ -464,6 +519,8 @@ func (c *sloConnector) expire(now time.Time) {
 
 type outputMetrics struct {
 	events, good, objective, budget, burnRate, lowTraffic pmetric.Metric
+	// retracted is set only when an SLO has a retracted condition.
+	retracted *pmetric.Metric
 }
 
 func (c *sloConnector) buildMetrics(now time.Time) pmetric.Metrics {
@@ -489,14 +546,17 @@ func (c *sloConnector) buildMetrics(now time.Time) pmetric.Metrics {
 		m.SetEmptyGauge()
 		return m
 	}
-	out := outputMetrics{
-		events:     newSum(metricEvents, "Events selected by the SLO's indicator."),
-		good:       newSum(metricGoodEvents, "Selected events that met the objective's condition."),
-		objective:  newGauge(metricObjective, "1", "The SLO's target ratio of good events."),
-		budget:     newGauge(metricBudgetRemaining, "1", "Share of the error budget left over the SLO window: 1 - (bad/total)/(1 - objective); negative when overspent."),
-		burnRate:   newGauge(metricBurnRate, "", "Error rate over the window divided by the error rate that would exactly use up the budget: (bad/total)/(1 - objective)."),
-		lowTraffic: newGauge(metricLowTraffic, "", "1 when the window holds fewer than min_events events, so its burn rate should not page."),
+	var out outputMetrics
+	out.events = newSum(metricEvents, "Events selected by the SLO's indicator.")
+	out.good = newSum(metricGoodEvents, "Selected events that met the objective's condition, and retractions.")
+	if slices.ContainsFunc(c.slos, func(s *slo) bool { return s.retracts }) {
+		m := newSum(metricRetractedEvents, "Retractions: good events that correct a bad event counted earlier, without adding to the events (included in imcol.slo.good_events).")
+		out.retracted = &m
 	}
+	out.objective = newGauge(metricObjective, "1", "The SLO's target ratio of good events.")
+	out.budget = newGauge(metricBudgetRemaining, "1", "Share of the error budget left over the SLO window: 1 - (bad/total)/(1 - objective); negative when overspent.")
+	out.burnRate = newGauge(metricBurnRate, "", "Error rate over the window divided by the error rate that would exactly use up the budget: (bad/total)/(1 - objective).")
+	out.lowTraffic = newGauge(metricLowTraffic, "", "1 when the window holds fewer than min_events events, so its burn rate should not page.")
 	ts := pcommon.NewTimestampFromTime(now)
 	for _, s := range c.slos {
 		for _, k := range s.sortedKeys() {
@@ -522,15 +582,20 @@ func (*sloConnector) appendSeries(out *outputMetrics, s *slo, sr *series, overfl
 		}
 	}
 	start := pcommon.NewTimestampFromTime(sr.start)
-	total, good := sr.total, sr.good
+	total, good, retracted := sr.total, sr.good, sr.retracted
 	if !sr.reported {
-		total, good = 0, 0
+		total, good, retracted = 0, 0, 0
 		sr.reported = true
 	}
-	for _, p := range []struct {
+	type point struct {
 		m pmetric.Metric
 		v uint64
-	}{{out.events, total}, {out.good, good}} {
+	}
+	sums := []point{{out.events, total}, {out.good, good}}
+	if s.retracts {
+		sums = append(sums, point{*out.retracted, retracted})
+	}
+	for _, p := range sums {
 		dp := p.m.Sum().DataPoints().AppendEmpty()
 		setAttrs(dp.Attributes())
 		dp.SetStartTimestamp(start)
@@ -569,12 +634,13 @@ func (s *slo) sortedKeys() []string {
 	return keys
 }
 
-// burnRate is the error ratio over the error budget; 0 without events.
+// burnRate is the error ratio over the error budget; 0 without events. Good events are
+// clamped to the total: a window can hold a retraction but not the loss it corrects.
 func (s *slo) burnRate(c window.Counts) float64 {
 	if c.Total == 0 {
 		return 0
 	}
-	bad := float64(c.Total - c.Good)
+	bad := float64(c.Total - min(c.Good, c.Total))
 	return bad / float64(c.Total) / s.errorBudget
 }
 
@@ -589,7 +655,7 @@ func (c *sloConnector) snapshot() []*storage.Operation {
 			}
 			st.Series = append(st.Series, state.Series{
 				Overflow: overflow, Values: values, Present: present,
-				Start: sr.start, Total: sr.total, Good: sr.good, Levels: sr.hist.State(),
+				Start: sr.start, Total: sr.total, Good: sr.good, Retracted: sr.retracted, Levels: sr.hist.State(),
 			})
 		}
 		// Key order, so that a restart with a lower max_series keeps the same series every time.
@@ -677,7 +743,7 @@ func (c *sloConnector) restore(s *slo, st *state.SLO) {
 // counters continue where they were instead of starting again at zero.
 func restoredSeries(s *slo, ss state.Series) *series {
 	sr := &series{values: ss.Values, present: ss.Present, start: ss.Start, total: ss.Total, good: ss.Good,
-		reported: true, hist: window.NewSeries(s.layout)}
+		retracted: ss.Retracted, reported: true, hist: window.NewSeries(s.layout)}
 	if len(s.cfg.Dimensions) == 0 {
 		sr.values, sr.present = nil, nil
 	}
@@ -689,6 +755,7 @@ func restoredSeries(s *slo, ss state.Series) *series {
 func (sr *series) merge(ss state.Series) {
 	sr.total += ss.Total
 	sr.good += ss.Good
+	sr.retracted += ss.Retracted
 	if ss.Start.Before(sr.start) {
 		sr.start = ss.Start
 	}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -54,7 +55,7 @@ func seedTraces() ptrace.Traces {
 }
 
 // seedLogs: 8 delivered (two slower than 200 ms, one exactly 200 ms), 2 lost, 1 duplicate,
-// 1 late, 1 delivered without a latency value.
+// 1 late, 1 late that retracts a loss, 1 delivered without a latency value.
 func seedLogs() []outcomeLog {
 	return []outcomeLog{
 		{outcome: imsemconv.OutcomeDelivered, latencyMS: int64(12)},
@@ -69,6 +70,7 @@ func seedLogs() []outcomeLog {
 		{outcome: imsemconv.OutcomeLost, reason: imsemconv.ReasonSeqGap},
 		{outcome: imsemconv.OutcomeDuplicate, latencyMS: int64(10)},
 		{outcome: imsemconv.OutcomeLate, latencyMS: int64(40_000)},
+		{outcome: imsemconv.OutcomeLate, reason: imsemconv.ReasonAckTimeout, retracted: true},
 	}
 }
 
@@ -138,16 +140,20 @@ func TestSeedHandComputed(t *testing.T) {
 	logs := hl.flushAt(2 * time.Second)
 	del := "slo_name=im-message-delivery"
 	lat := "slo_name=im-delivery-latency"
-	// Delivery: 8 delivered + 2 lost = 10 messages, 8 good → burn (0.2 / 0.0001) = 2000.
+	// Delivery: 8 delivered + 2 lost = 10 messages; the retraction takes one loss back, so 9
+	// good → burn (0.1 / 0.0001) = 1000.
 	assert.Equal(t, 10.0, logs["imcol.slo.events{"+del+"}"])
-	assert.Equal(t, 8.0, logs["imcol.slo.good_events{"+del+"}"])
-	assert.InDelta(t, 2000, logs["imcol.slo.burn_rate{"+del+",window=1h}"], 1e-9)
-	assert.InDelta(t, -1999, logs["imcol.slo.error_budget.remaining{"+del+"}"], 1e-9)
+	assert.Equal(t, 9.0, logs["imcol.slo.good_events{"+del+"}"])
+	assert.Equal(t, 1.0, logs["imcol.slo.retracted_events{"+del+"}"])
+	assert.InDelta(t, 1000, logs["imcol.slo.burn_rate{"+del+",window=1h}"], 1e-9)
+	assert.InDelta(t, -999, logs["imcol.slo.error_budget.remaining{"+del+"}"], 1e-9)
 	// Latency: 7 delivered with a value, 5 at or under 200 ms → (2/7) / 0.01.
 	assert.Equal(t, 7.0, logs["imcol.slo.events{"+lat+"}"])
 	assert.Equal(t, 5.0, logs["imcol.slo.good_events{"+lat+"}"])
 	assert.InDelta(t, 2.0/7/0.01, logs["imcol.slo.burn_rate{"+lat+",window=30m}"], 1e-9)
-	assert.Len(t, logs, 2*(4+7*2))
+	// Only the delivery SLO has a retracted condition, so only it has a retracted counter.
+	assert.NotContains(t, logs, "imcol.slo.retracted_events{"+lat+"}")
+	assert.Len(t, logs, 2*(4+7*2)+1)
 }
 
 func TestBurnRatesAcrossRollOver(t *testing.T) {
@@ -208,6 +214,7 @@ func TestZeroTraffic(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, seedConfig(t), SignalLogs, nopSettings())
 	m := h.flushAt(15 * time.Second)
+	assert.Equal(t, 0.0, m["imcol.slo.retracted_events{slo_name=im-message-delivery}"])
 	for _, slo := range []string{"im-message-delivery", "im-delivery-latency"} {
 		s := "slo_name=" + slo
 		assert.Equal(t, 0.0, m["imcol.slo.events{"+s+"}"])
@@ -218,7 +225,7 @@ func TestZeroTraffic(t *testing.T) {
 			assert.Equal(t, 1.0, m["imcol.slo.low_traffic{"+s+",window="+w+"}"])
 		}
 	}
-	assert.Len(t, m, 2*(4+7*2))
+	assert.Len(t, m, 2*(4+7*2)+1)
 	// The traces SLO has a dimension, so without traffic it has no series at all.
 	ht := newHarness(t, seedConfig(t), SignalTraces, nopSettings())
 	assert.Empty(t, ht.flushAt(15*time.Second))
@@ -425,4 +432,151 @@ func TestDimensions(t *testing.T) {
 	assert.Equal(t, 1.0, m["imcol.slo.events{service.name=gw,slo_name=api,tenant=7}"])
 	assert.Equal(t, 1.0, m["imcol.slo.events{service.name=override,slo_name=api,tenant="+strings.Repeat("x", 255)+"}"])
 	assert.Len(t, m, 4*(4+4*2))
+}
+
+// deliverySLO is the seed delivery SLO over a 1-day window, with or without its retracted
+// condition.
+func deliverySLO(retracted bool) SLOConfig {
+	r := &RatioSLIConfig{
+		Total: `event_name == "im.message.outcome" and (attributes["im.outcome"] == "delivered" or attributes["im.outcome"] == "lost")`,
+		Good:  `attributes["im.outcome"] == "delivered"`,
+	}
+	if retracted {
+		r.Retracted = `attributes["im.outcome"] == "late" and attributes["im.loss.retracted"] == true`
+	}
+	return oneDayWindows(SLOConfig{Name: "delivery", Signal: SignalLogs, Objective: 0.99, SLI: SLIConfig{Ratio: r}})
+}
+
+func delivered(n int) []outcomeLog {
+	return slices.Repeat([]outcomeLog{{outcome: imsemconv.OutcomeDelivered}}, n)
+}
+
+var (
+	lostRecord      = outcomeLog{outcome: imsemconv.OutcomeLost, reason: imsemconv.ReasonAckTimeout}
+	retractionLog   = outcomeLog{outcome: imsemconv.OutcomeLate, reason: imsemconv.ReasonAckTimeout, retracted: true}
+	plainLateRecord = outcomeLog{outcome: imsemconv.OutcomeLate, reason: imsemconv.ReasonAckTimeout}
+)
+
+func TestRetractionInTheSameWindow(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, &Config{FlushInterval: time.Minute, SLOs: []SLOConfig{deliverySLO(true)}}, SignalLogs, nopSettings())
+	ctx := context.Background()
+	h.at(30 * time.Second)
+	require.NoError(t, h.conn.ConsumeLogs(ctx, outcomeLogs(append(delivered(9), lostRecord)...)))
+	m := h.flushAt(time.Minute)
+	s := "slo_name=delivery"
+	assert.InDelta(t, 0.1/0.01, m["imcol.slo.burn_rate{"+s+",window=5m}"], 1e-9, "the loss burns before it is retracted")
+
+	// The first late record of the message is not a retraction; the second one is.
+	h.at(90 * time.Second)
+	require.NoError(t, h.conn.ConsumeLogs(ctx, outcomeLogs(plainLateRecord, retractionLog)))
+	h.flushAt(2 * time.Minute) // the series was reported at 0 the first time
+	m = h.flushAt(3 * time.Minute)
+	assert.Equal(t, 10.0, m["imcol.slo.events{"+s+"}"], "a retraction is not an event")
+	assert.Equal(t, 10.0, m["imcol.slo.good_events{"+s+"}"], "good == total once the loss is retracted")
+	assert.Equal(t, 1.0, m["imcol.slo.retracted_events{"+s+"}"])
+	for _, w := range []string{"5m", "30m", "1h", "6h"} {
+		assert.Equal(t, 0.0, m["imcol.slo.burn_rate{"+s+",window="+w+"}"], w)
+	}
+	assert.Equal(t, 1.0, m["imcol.slo.error_budget.remaining{"+s+"}"])
+}
+
+// A window can hold a retraction but not the loss it corrects: its good events are clamped
+// to its total, so burn rates never go negative and the budget never exceeds 1.
+func TestRetractionInALaterWindowIsClamped(t *testing.T) {
+	t.Parallel()
+	slo := deliverySLO(true)
+	slo.MinEvents = 1
+	h := newHarness(t, &Config{FlushInterval: time.Minute, SLOs: []SLOConfig{slo}}, SignalLogs, nopSettings())
+	ctx := context.Background()
+	s := "slo_name=delivery"
+
+	h.at(30 * time.Second) // minute 0: 9 delivered, 1 lost
+	require.NoError(t, h.conn.ConsumeLogs(ctx, outcomeLogs(append(delivered(9), lostRecord)...)))
+	h.at(10 * time.Minute) // minute 10: the retraction and 4 delivered
+	require.NoError(t, h.conn.ConsumeLogs(ctx, outcomeLogs(append(delivered(4), retractionLog)...)))
+	h.flushAt(11 * time.Minute)
+	m := h.flushAt(12 * time.Minute)
+	assert.Equal(t, 14.0, m["imcol.slo.events{"+s+"}"])
+	assert.Equal(t, 14.0, m["imcol.slo.good_events{"+s+"}"])
+	assert.Equal(t, 1.0, m["imcol.slo.retracted_events{"+s+"}"])
+	// 5m = minutes 8..12: 4 events and 5 good ones, clamped to 4 → 0, not -0.25/0.01.
+	assert.Equal(t, 0.0, m["imcol.slo.burn_rate{"+s+",window=5m}"])
+	// 30m and longer hold the loss and its retraction.
+	for _, w := range []string{"30m", "1h", "6h"} {
+		assert.Equal(t, 0.0, m["imcol.slo.burn_rate{"+s+",window="+w+"}"], w)
+	}
+	assert.Equal(t, 1.0, m["imcol.slo.error_budget.remaining{"+s+"}"])
+
+	// A window holding only a retraction has no events: burn 0, and flagged low-traffic.
+	h.at(20 * time.Minute)
+	require.NoError(t, h.conn.ConsumeLogs(ctx, outcomeLogs(retractionLog)))
+	m = h.flushAt(21 * time.Minute)
+	assert.Equal(t, 0.0, m["imcol.slo.burn_rate{"+s+",window=5m}"])
+	assert.Equal(t, 1.0, m["imcol.slo.low_traffic{"+s+",window=5m}"])
+	// A retraction whose loss was never counted (say, before a restart without storage) can
+	// lift the cumulative good events above the total, but no ratio: the budget stays 1.
+	assert.Equal(t, 14.0, m["imcol.slo.events{"+s+"}"])
+	assert.Equal(t, 15.0, m["imcol.slo.good_events{"+s+"}"])
+	assert.Equal(t, 2.0, m["imcol.slo.retracted_events{"+s+"}"])
+	assert.Equal(t, 1.0, m["imcol.slo.error_budget.remaining{"+s+"}"])
+
+	// A retraction in a window with a new loss offsets it: 1 lost + 1 delivered + 1 retraction.
+	h.at(40 * time.Minute)
+	require.NoError(t, h.conn.ConsumeLogs(ctx, outcomeLogs(append(delivered(1), lostRecord, retractionLog)...)))
+	m = h.flushAt(41 * time.Minute)
+	assert.Equal(t, 0.0, m["imcol.slo.burn_rate{"+s+",window=5m}"])
+	for name, v := range m {
+		if strings.HasPrefix(name, "imcol.slo.burn_rate") {
+			assert.GreaterOrEqual(t, v, 0.0, name)
+		}
+	}
+}
+
+func TestRetractionWithoutTheConditionIsIgnored(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, &Config{FlushInterval: time.Minute, SLOs: []SLOConfig{deliverySLO(false)}}, SignalLogs, nopSettings())
+	require.NoError(t, h.conn.ConsumeLogs(context.Background(), outcomeLogs(append(delivered(9), lostRecord, retractionLog)...)))
+	h.flushAt(time.Second)
+	m := h.flushAt(2 * time.Second)
+	s := "slo_name=delivery"
+	assert.Equal(t, 10.0, m["imcol.slo.events{"+s+"}"])
+	assert.Equal(t, 9.0, m["imcol.slo.good_events{"+s+"}"])
+	assert.InDelta(t, 0.1/0.01, m["imcol.slo.burn_rate{"+s+",window=1h}"], 1e-9)
+	// No retracted condition, no retracted counter.
+	assert.NotContains(t, m, "imcol.slo.retracted_events{"+s+"}")
+	assert.Len(t, m, 4+4*2)
+}
+
+// TestRetractionOfOutcomeSpans: im_loss sets im.loss.retracted on the late span too.
+func TestRetractionOfOutcomeSpans(t *testing.T) {
+	t.Parallel()
+	isOutcome := `name == "im.message.outcome"`
+	delivery := oneDayWindows(SLOConfig{Name: "delivery", Objective: 0.9999, Dimensions: []string{"service.name"},
+		SLI: SLIConfig{Ratio: &RatioSLIConfig{
+			Total:     isOutcome + ` and (attributes["im.outcome"] == "delivered" or attributes["im.outcome"] == "lost")`,
+			Good:      `attributes["im.outcome"] == "delivered"`,
+			Retracted: `attributes["im.outcome"] == "late" and attributes["im.loss.retracted"] == true`,
+		}}})
+	h := newHarness(t, &Config{FlushInterval: time.Minute, SLOs: []SLOConfig{delivery}}, SignalTraces, nopSettings())
+	outcome := func(o imsemconv.Outcome, retracted bool) spanSpec {
+		attrs := map[string]any{imsemconv.AttrOutcome: string(o)}
+		if retracted {
+			attrs[imsemconv.AttrLossRetracted] = true
+		}
+		return spanSpec{service: "im-loss", name: imsemconv.OutcomeEventName, kind: ptrace.SpanKindInternal, attrs: attrs}
+	}
+	require.NoError(t, h.conn.ConsumeTraces(context.Background(), traces(
+		outcome(imsemconv.OutcomeDelivered, false),
+		outcome(imsemconv.OutcomeLost, false),
+		outcome(imsemconv.OutcomeLost, false),
+		outcome(imsemconv.OutcomeLate, false),
+		outcome(imsemconv.OutcomeLate, true),
+	)))
+	h.flushAt(time.Second)
+	m := h.flushAt(2 * time.Second)
+	s := "service.name=im-loss,slo_name=delivery"
+	assert.Equal(t, 3.0, m["imcol.slo.events{"+s+"}"])
+	assert.Equal(t, 2.0, m["imcol.slo.good_events{"+s+"}"])
+	assert.Equal(t, 1.0, m["imcol.slo.retracted_events{"+s+"}"])
 }

@@ -64,7 +64,7 @@ func (h *harness) flushAt(d time.Duration) map[string]float64 {
 	h.t.Helper()
 	h.at(d)
 	n := len(h.sink.AllMetrics())
-	h.conn.flush(context.Background())
+	require.NoError(h.t, h.conn.flush(context.Background()))
 	all := h.sink.AllMetrics()
 	require.Len(h.t, all, n+1)
 	return values(all[n])
@@ -177,6 +177,8 @@ type outcomeLog struct {
 	outcome   imsemconv.Outcome
 	latencyMS any // int64, float64, string or nil (absent)
 	reason    imsemconv.LossReason
+	// retracted marks a late record that takes its message's loss back.
+	retracted bool
 }
 
 func outcomeLogs(records ...outcomeLog) plog.Logs {
@@ -203,6 +205,9 @@ func outcomeLogs(records ...outcomeLog) plog.Logs {
 		if r.reason != "" {
 			a.PutStr(imsemconv.AttrLossReason, string(r.reason))
 			a.PutStr(imsemconv.AttrLossStage, imsemconv.StagePush.String())
+		}
+		if r.retracted {
+			a.PutBool(imsemconv.AttrLossRetracted, true)
 		}
 	}
 	// A log record that is not an outcome record must be ignored by the outcome SLOs.

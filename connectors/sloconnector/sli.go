@@ -21,6 +21,7 @@ const (
 	verdictIgnored verdict = iota // not selected by the SLI's total condition
 	verdictGood
 	verdictBad
+	verdictRetracted      // a retraction: one good event, no total event
 	verdictConditionError // an OTTL condition failed to evaluate: counted in telemetry only
 	verdictNoLatency      // a latency SLI found no usable value: counted in telemetry only
 )
@@ -28,12 +29,25 @@ const (
 // sli evaluates one SLO's indicator over a transform context K (span or log record).
 type sli[K any] struct {
 	total, good, bad *ottl.Condition[K]
+	// retracted selects retractions (ratio SLIs only); nil when not configured.
+	retracted *ottl.Condition[K]
 	// latency returns the event's latency for latency SLIs; nil for ratio SLIs.
 	latency   func(K) (time.Duration, bool)
 	threshold time.Duration
 }
 
 func (s *sli[K]) evaluate(ctx context.Context, tCtx K) verdict {
+	// A retraction is not one of the selected events (it corrects one counted earlier), so it
+	// is recognised before the total condition and goes no further.
+	if s.retracted != nil {
+		ok, err := s.retracted.Eval(ctx, tCtx)
+		if err != nil {
+			return verdictConditionError
+		}
+		if ok {
+			return verdictRetracted
+		}
+	}
 	if s.total != nil {
 		ok, err := s.total.Eval(ctx, tCtx)
 		if err != nil {
@@ -119,6 +133,9 @@ func newSLI[K any](cfg *SLIConfig, set component.TelemetrySettings,
 			return nil, err
 		}
 		if s.bad, err = parseCondition(newParser, r.Bad, set); err != nil {
+			return nil, err
+		}
+		if s.retracted, err = parseCondition(newParser, r.Retracted, set); err != nil {
 			return nil, err
 		}
 		return s, nil

@@ -2,6 +2,8 @@ package sloconnector
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -141,4 +143,71 @@ func TestRestartWithLowerMaxSeriesMovesSeriesToOverflow(t *testing.T) {
 	assert.InDelta(t, 40, m["imcol.slo.burn_rate{"+overflow+",window=1h}"], 1e-9)
 	metadatatest.AssertEqualConnectorSloSeriesDropped(t, tt, []metricdata.DataPoint[int64]{{Value: 50}}, metricdatatest.IgnoreTimestamp())
 	metadatatest.AssertEqualConnectorSloSeries(t, tt, []metricdata.DataPoint[int64]{{Value: 2}}, metricdatatest.IgnoreTimestamp())
+}
+
+func TestRestartKeepsRetractions(t *testing.T) {
+	t.Parallel()
+	id, host := startFileStorage(t, t.TempDir())
+	cfg := &Config{FlushInterval: noTick, Storage: &id, SLOs: []SLOConfig{deliverySLO(true)}}
+	ctx := context.Background()
+
+	first := newHarness(t, cfg, SignalLogs, nopSettings())
+	require.NoError(t, first.conn.Start(ctx, host))
+	first.at(5 * time.Minute)
+	require.NoError(t, first.conn.ConsumeLogs(ctx, outcomeLogs(append(delivered(8), lostRecord, lostRecord)...)))
+	first.at(6 * time.Minute)
+	require.NoError(t, first.conn.ConsumeLogs(ctx, outcomeLogs(retractionLog)))
+	require.NoError(t, first.conn.Shutdown(ctx)) // saves the state
+
+	second := newHarness(t, cfg, SignalLogs, nopSettings())
+	second.at(8 * time.Minute)
+	require.NoError(t, second.conn.Start(ctx, host))
+	t.Cleanup(func() { require.NoError(t, second.conn.Shutdown(ctx)) })
+	// The second retraction arrives after the restart, in a minute without its loss.
+	require.NoError(t, second.conn.ConsumeLogs(ctx, outcomeLogs(retractionLog)))
+	m := second.flushAt(9 * time.Minute)
+	s := "slo_name=delivery"
+	assert.Equal(t, 10.0, m["imcol.slo.events{"+s+"}"])
+	assert.Equal(t, 10.0, m["imcol.slo.good_events{"+s+"}"])
+	assert.Equal(t, 2.0, m["imcol.slo.retracted_events{"+s+"}"])
+	// The restored buckets still hold the losses; both are taken back.
+	assert.Equal(t, 0.0, m["imcol.slo.burn_rate{"+s+",window=5m}"])
+	assert.Equal(t, 1.0, m["imcol.slo.error_budget.remaining{"+s+"}"])
+}
+
+// TestRestoreVersion1State loads state saved before retractions existed:
+// testdata/state_v1_api.bin was written by the version 1 encoder for the SLO below after 100
+// spans, 10 of them failed, at t0+5m.
+func TestRestoreVersion1State(t *testing.T) {
+	t.Parallel()
+	v1, err := os.ReadFile(filepath.Join("testdata", "state_v1_api.bin"))
+	require.NoError(t, err)
+	require.Equal(t, "SLO\x01", string(v1[:4]))
+	id, host := startFileStorage(t, t.TempDir())
+	ctx := context.Background()
+	client, err := host.GetExtensions()[id].(storage.Extension).GetClient(ctx, component.KindConnector, nopSettings().ID, string(SignalTraces))
+	require.NoError(t, err)
+	require.NoError(t, client.Set(ctx, storageKeyPrefix+"api", v1))
+	require.NoError(t, client.Close(ctx))
+
+	slo := oneDayWindows(ratioSLO("api", 0.99, "", "status.code == STATUS_CODE_ERROR"))
+	slo.SLI.Ratio.Retracted = `attributes["retracted"] == true`
+	h := newHarness(t, &Config{FlushInterval: noTick, Storage: &id, SLOs: []SLOConfig{slo}}, SignalTraces, nopSettings())
+	h.at(26 * time.Minute)
+	h.start(host)
+	m := h.flushAt(27 * time.Minute)
+	s := "slo_name=api"
+	assert.Equal(t, 100.0, m["imcol.slo.events{"+s+"}"])
+	assert.Equal(t, 90.0, m["imcol.slo.good_events{"+s+"}"])
+	assert.Equal(t, 0.0, m["imcol.slo.retracted_events{"+s+"}"])
+	assert.InDelta(t, 0.1/0.01, m["imcol.slo.burn_rate{"+s+",window=30m}"], 1e-9)
+
+	// Retractions add to the restored counters and buckets.
+	require.NoError(t, h.conn.ConsumeTraces(ctx, traces(repeat(10, spanSpec{attrs: map[string]any{"retracted": true}})...)))
+	m = h.flushAt(28 * time.Minute)
+	assert.Equal(t, 100.0, m["imcol.slo.events{"+s+"}"])
+	assert.Equal(t, 100.0, m["imcol.slo.good_events{"+s+"}"])
+	assert.Equal(t, 10.0, m["imcol.slo.retracted_events{"+s+"}"])
+	assert.Equal(t, 0.0, m["imcol.slo.burn_rate{"+s+",window=30m}"])
+	assert.Equal(t, 1.0, m["imcol.slo.error_budget.remaining{"+s+"}"])
 }

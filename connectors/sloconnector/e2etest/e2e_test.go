@@ -72,7 +72,8 @@ func TestSeedSLOsThroughImcol(t *testing.T) {
 	require.NoError(t, err)
 
 	// Hand-computed expectations. gateway: 10 server spans, 2 failed; auth: 4, none failed.
-	// Delivery: 9 delivered + 1 lost (the duplicate and the late record do not count).
+	// Delivery: 9 delivered + 1 lost (the duplicate and the late records do not count), and the
+	// loss retracted by a late record: 10 good.
 	// Latency: 9 delivered with a latency, 7 at or under 200 ms.
 	gw := map[string]string{"slo_name": "im-api-availability", "service_name": "gateway"}
 	auth := map[string]string{"slo_name": "im-api-availability", "service_name": "auth"}
@@ -86,7 +87,7 @@ func TestSeedSLOsThroughImcol(t *testing.T) {
 	slos := []slo{
 		{gw, 10, 8, apiObjective},
 		{auth, 4, 4, apiObjective},
-		{del, 10, 9, deliveryObjective},
+		{del, 10, 10, deliveryObjective},
 		{lat, 9, 7, latencyObjective},
 	}
 
@@ -132,13 +133,18 @@ func TestSeedSLOsThroughImcol(t *testing.T) {
 			check("imcol_slo_low_traffic", map[string]string{"window": w}, 1)
 		}
 	}
-	// Exactly these series, no more: 4 SLO series × (4 + 2 × 7 windows).
+	// Only the delivery SLO has a retracted condition.
+	if v, ok := value(families, "imcol_slo_retracted_events_total", del); assert.True(t, ok, "imcol_slo_retracted_events_total%v missing", del) {
+		assert.Equal(t, 1.0, v)
+	}
+	// Exactly these series, no more: 4 SLO series × (4 + 2 × 7 windows), and the delivery
+	// SLO's retracted counter.
 	total := 0
-	for _, name := range []string{"imcol_slo_events_total", "imcol_slo_good_events_total", "imcol_slo_objective_ratio", "imcol_slo_error_budget_remaining_ratio", "imcol_slo_burn_rate", "imcol_slo_low_traffic"} {
+	for _, name := range []string{"imcol_slo_events_total", "imcol_slo_good_events_total", "imcol_slo_retracted_events_total", "imcol_slo_objective_ratio", "imcol_slo_error_budget_remaining_ratio", "imcol_slo_burn_rate", "imcol_slo_low_traffic"} {
 		require.Contains(t, families, name)
 		total += len(families[name].GetMetric())
 	}
-	assert.Equal(t, 4*(4+2*len(windows)), total)
+	assert.Equal(t, 4*(4+2*len(windows))+1, total)
 }
 
 func scrape(url string) (map[string]*dto.MetricFamily, error) {
@@ -225,7 +231,7 @@ func outcomes() plog.Logs {
 	rl := ld.ResourceLogs().AppendEmpty()
 	rl.Resource().Attributes().PutStr("service.name", "imcol")
 	lrs := rl.ScopeLogs().AppendEmpty().LogRecords()
-	add := func(outcome imsemconv.Outcome, latencyMS int64) {
+	add := func(outcome imsemconv.Outcome, latencyMS int64) plog.LogRecord {
 		lr := lrs.AppendEmpty()
 		lr.SetEventName(imsemconv.OutcomeEventName)
 		lr.SetTimestamp(pcommon.NewTimestampFromTime(time.Now()))
@@ -238,6 +244,7 @@ func outcomes() plog.Logs {
 			lr.Attributes().PutStr(imsemconv.AttrLossReason, string(imsemconv.ReasonAckTimeout))
 			lr.Attributes().PutStr(imsemconv.AttrLossStage, imsemconv.StageDeliver.String())
 		}
+		return lr
 	}
 	for _, ms := range []int64{10, 50, 100, 150, 199, 200, 201, 500, 20} {
 		add(imsemconv.OutcomeDelivered, ms)
@@ -245,5 +252,7 @@ func outcomes() plog.Logs {
 	add(imsemconv.OutcomeLost, -1)
 	add(imsemconv.OutcomeDuplicate, 5)
 	add(imsemconv.OutcomeLate, 90_000)
+	// The late acks proved the lost message delivered in time: the loss is taken back.
+	add(imsemconv.OutcomeLate, -1).Attributes().PutBool(imsemconv.AttrLossRetracted, true)
 	return ld
 }

@@ -15,8 +15,13 @@ import (
 	"github.com/imcol/imcol/connectors/sloconnector/internal/window"
 )
 
-// magic starts every value; the last byte is the format version.
-var magic = []byte("SLO\x01")
+// magic starts every value; its last byte is the format version. Version 2 added the
+// retracted counter of each series; version 1 values (written before) still decode, with no
+// retracted events.
+var (
+	magic   = []byte("SLO\x02")
+	magicV1 = []byte("SLO\x01")
+)
 
 // SLO is the persisted state of one SLO.
 type SLO struct {
@@ -33,8 +38,13 @@ type Series struct {
 	Present []bool
 	Start   time.Time
 	Total   uint64
-	Good    uint64
-	Levels  []window.LevelState
+	// Good counts the good events, the retracted ones included.
+	Good uint64
+	// Retracted counts the retractions: good events without a total event (version 2 on).
+	Retracted uint64
+	// Levels are the rolling-window buckets. A bucket's Good includes its retractions, so it
+	// may exceed its Total.
+	Levels []window.LevelState
 }
 
 // Encode writes s in the binary format.
@@ -60,6 +70,7 @@ func Encode(s *SLO) []byte {
 		b = binary.AppendVarint(b, sr.Start.UnixNano())
 		b = binary.AppendUvarint(b, sr.Total)
 		b = binary.AppendUvarint(b, sr.Good)
+		b = binary.AppendUvarint(b, sr.Retracted)
 		b = binary.AppendUvarint(b, uint64(len(sr.Levels)))
 		for _, l := range sr.Levels {
 			b = binary.AppendVarint(b, int64(l.Width))
@@ -85,7 +96,10 @@ func appendStrings(b []byte, ss []string) []byte {
 
 var errTruncated = errors.New("truncated state")
 
-type reader struct{ b []byte }
+type reader struct {
+	b       []byte
+	version int
+}
 
 func (r *reader) uvarint() (uint64, error) {
 	v, n := binary.Uvarint(r.b)
@@ -143,18 +157,25 @@ func (r *reader) strings() ([]string, error) {
 	return out, nil
 }
 
-// Decode parses a value written by Encode.
+// Decode parses a value written by Encode, in the current format or in version 1.
 func Decode(b []byte) (*SLO, error) {
-	if len(b) < len(magic) || string(b[:len(magic)]) != string(magic) {
+	var version int
+	switch {
+	case len(b) >= len(magic) && string(b[:len(magic)]) == string(magic):
+		version = 2
+	case len(b) >= len(magicV1) && string(b[:len(magicV1)]) == string(magicV1):
+		version = 1
+	default:
 		return nil, errors.New("not an slo state value (or an unknown format version)")
 	}
-	r := &reader{b: b[len(magic):]}
+	r := &reader{b: b[len(magic):], version: version}
 	s := &SLO{}
 	var err error
 	if s.Dimensions, err = r.strings(); err != nil {
 		return nil, err
 	}
-	// A series takes at least 7 bytes: flags, value count, start, total, good, level count.
+	// A series takes at least 6 bytes: flags, value count, start, total, good, (retracted,)
+	// level count.
 	n, err := r.count(6)
 	if err != nil {
 		return nil, err
@@ -202,8 +223,14 @@ func (r *reader) series(sr *Series, dims int) error {
 	if sr.Good, err = r.uvarint(); err != nil {
 		return err
 	}
-	if sr.Good > sr.Total {
-		return fmt.Errorf("good events %d exceed total %d", sr.Good, sr.Total)
+	if r.version >= 2 {
+		if sr.Retracted, err = r.uvarint(); err != nil {
+			return err
+		}
+	}
+	// Only retractions add good events without total ones.
+	if sr.Retracted > sr.Good || sr.Good-sr.Retracted > sr.Total {
+		return fmt.Errorf("good events %d exceed total %d plus retracted %d", sr.Good, sr.Total, sr.Retracted)
 	}
 	nl, err := r.count(2)
 	if err != nil {
@@ -236,7 +263,9 @@ func (r *reader) series(sr *Series, dims int) error {
 			if bk.Counts.Good, err = r.uvarint(); err != nil {
 				return err
 			}
-			if bk.Counts.Good > bk.Counts.Total {
+			// Version 1 had no retractions; since version 2 a bucket's good events may
+			// exceed its total (a retraction without the loss it corrects).
+			if r.version == 1 && bk.Counts.Good > bk.Counts.Total {
 				return fmt.Errorf("bucket %d: good events exceed total", bk.Index)
 			}
 		}

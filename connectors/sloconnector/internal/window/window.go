@@ -21,7 +21,9 @@ var Widths = []time.Duration{time.Minute, 10 * time.Minute, time.Hour}
 // minBuckets is how many buckets a window needs at a coarser width before it uses that width.
 const minBuckets = 24
 
-// Counts is a pair of event counters.
+// Counts is a pair of event counters. Good may exceed Total: a retraction adds a good event
+// without a total one (it corrects a bad event counted earlier, maybe in another bucket), so
+// ratios must clamp Good to Total.
 type Counts struct {
 	Total uint64
 	Good  uint64
