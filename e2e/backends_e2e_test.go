@@ -40,6 +40,10 @@ const (
 	e2eOfflineTimeout = "10s"
 	e2eReorderWindow  = "2s"
 	e2eTick           = "200ms"
+	// Each run ends in silence: its last verdicts come from the max_source_lag cap.
+	e2eAllowedLateness = "500ms"
+	e2eSourceIdle      = "3s"
+	e2eMaxSourceLag    = "6s"
 )
 
 func startStack(t *testing.T) *stack {
@@ -73,6 +77,9 @@ func startStack(t *testing.T) *stack {
 		"IMCOL_OFFLINE_TIMEOUT":      e2eOfflineTimeout,
 		"IMCOL_REORDER_WINDOW":       e2eReorderWindow,
 		"IMCOL_LOSS_TICK":            e2eTick,
+		"IMCOL_ALLOWED_LATENESS":     e2eAllowedLateness,
+		"IMCOL_SOURCE_IDLE_TIMEOUT":  e2eSourceIdle,
+		"IMCOL_MAX_SOURCE_LAG":       e2eMaxSourceLag,
 		"IMCOL_ALERTMANAGER_URL":     s.am.url(""),
 		"IMCOL_REMOTE_WRITE_URL":     s.prom.url("/api/v1/write"),
 		"IMCOL_LOKI_OTLP_ENDPOINT":   s.loki.url("/otlp"),

@@ -20,13 +20,29 @@ type Config struct {
 	// StageConditions recognise stages by OTTL condition when a service sets no stage attribute.
 	StageConditions StageConditionsConfig `mapstructure:"stage_conditions"`
 
-	// AckTimeout is how long a message may take from first sighting to the last recipient's ack.
+	// AckTimeout is how long, in event time, a message may take from its send (else its
+	// earliest event) to the last recipient's ack.
 	AckTimeout time.Duration `mapstructure:"ack_timeout"`
 	// OfflineTimeout replaces AckTimeout for messages with a recipient pushed offline; measured
-	// from first sighting, so it must be longer than AckTimeout.
+	// from the same start, so it must be longer than AckTimeout.
 	OfflineTimeout time.Duration `mapstructure:"offline_timeout"`
-	// ReorderWindow is how long a missing seq may take to show up before it is a gap.
+	// ReorderWindow is how long, in event time, a missing seq may take to show up before it is a gap.
 	ReorderWindow time.Duration `mapstructure:"reorder_window"`
+	// AllowedLateness is how far out of order one source's events may arrive: a source's
+	// watermark is the latest event time seen from it minus this.
+	AllowedLateness time.Duration `mapstructure:"allowed_lateness"`
+	// SourceIdleTimeout is how long a source (service.name + service.instance.id) may be silent
+	// before it stops holding verdicts back; also how long after start nothing is decided by
+	// watermark, so that every source is heard first.
+	SourceIdleTimeout time.Duration `mapstructure:"source_idle_timeout"`
+	// MaxSourceLag caps how long verdicts wait for the watermark, measured against the
+	// collector's clock; decisions made at the cap are counted as forced.
+	MaxSourceLag time.Duration `mapstructure:"max_source_lag"`
+	// MaxClockSkew is how far in the collector's future an event may be stamped; later
+	// timestamps are clamped to it.
+	MaxClockSkew time.Duration `mapstructure:"max_clock_skew"`
+	// MaxSources bounds the sources whose progress is followed; the least recently heard is evicted.
+	MaxSources int `mapstructure:"max_sources"`
 	// MaxGap is the largest gap reported seq by seq; larger jumps are one anomaly record.
 	MaxGap uint64 `mapstructure:"max_gap"`
 	// TickInterval is how often timeouts are checked; decisions are late by at most this much.
@@ -171,6 +187,11 @@ func createDefaultConfig() component.Config {
 		AckTimeout:                 30 * time.Second,
 		OfflineTimeout:             10 * time.Minute,
 		ReorderWindow:              10 * time.Second,
+		AllowedLateness:            2 * time.Second,
+		SourceIdleTimeout:          time.Minute,
+		MaxSourceLag:               2 * time.Minute,
+		MaxClockSkew:               time.Minute,
+		MaxSources:                 10_000,
 		MaxGap:                     1000,
 		TickInterval:               time.Second,
 		MaxTrackedMessages:         1_000_000,
@@ -199,10 +220,27 @@ func (cfg *Config) Validate() error {
 		{"offline_timeout", cfg.OfflineTimeout},
 		{"reorder_window", cfg.ReorderWindow},
 		{"tick_interval", cfg.TickInterval},
+		{"source_idle_timeout", cfg.SourceIdleTimeout},
+		{"max_source_lag", cfg.MaxSourceLag},
 	} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %s", d.key, d.v))
 		}
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"allowed_lateness", cfg.AllowedLateness},
+		{"max_clock_skew", cfg.MaxClockSkew},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative, got %s", d.key, d.v))
+		}
+	}
+	if cfg.MaxSourceLag > 0 && cfg.MaxSourceLag <= cfg.AllowedLateness {
+		// The cap would overtake the watermark on every message.
+		errs = append(errs, fmt.Errorf("max_source_lag (%s) must be longer than allowed_lateness (%s)", cfg.MaxSourceLag, cfg.AllowedLateness))
 	}
 	if cfg.OfflineTimeout > 0 && cfg.AckTimeout > 0 && cfg.OfflineTimeout <= cfg.AckTimeout {
 		errs = append(errs, fmt.Errorf("offline_timeout (%s) must be longer than ack_timeout (%s)", cfg.OfflineTimeout, cfg.AckTimeout))
@@ -221,6 +259,7 @@ func (cfg *Config) Validate() error {
 		{"max_messages_per_conversation", cfg.MaxMessagesPerConversation},
 		{"max_conversations", cfg.MaxConversations},
 		{"max_devices_per_message", cfg.MaxDevicesPerMessage},
+		{"max_sources", cfg.MaxSources},
 	} {
 		if l.v < 1 {
 			errs = append(errs, fmt.Errorf("%s must be at least 1, got %d", l.key, l.v))

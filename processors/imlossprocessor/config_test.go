@@ -34,6 +34,8 @@ func TestLoadConfig(t *testing.T) {
 		},
 		AckTimeout: 5 * time.Second, OfflineTimeout: time.Hour, ReorderWindow: 2 * time.Second,
 		MaxGap: 50, TickInterval: 250 * time.Millisecond,
+		AllowedLateness: 500 * time.Millisecond, SourceIdleTimeout: 20 * time.Second,
+		MaxSourceLag: 45 * time.Second, MaxClockSkew: 5 * time.Second, MaxSources: 50,
 		MaxTrackedMessages: 5000, MaxMessagesPerConversation: 100, MaxConversations: 1000,
 		MaxDevicesPerMessage: 16, DecidedCacheSize: 0, DropDuplicates: true,
 		Outcomes: OutcomesConfig{Emit: EmitModeFailures, Signals: []Signal{SignalLogs}, ServiceName: "imcol-gateway"},
@@ -61,6 +63,13 @@ func TestLoadConfig(t *testing.T) {
 			id: component.NewIDWithName(metadata.Type, "offline_not_longer"),
 			wantErr: "offline_timeout (30s) must be longer than ack_timeout (30s)\n" +
 				"tick_interval (1m0s) must not exceed ack_timeout (30s)",
+		},
+		{
+			id: component.NewIDWithName(metadata.Type, "bad_time_model"),
+			wantErr: "source_idle_timeout must be positive, got 0s\n" +
+				"max_clock_skew must not be negative, got -1s\n" +
+				"max_source_lag (2m0s) must be longer than allowed_lateness (3m0s)\n" +
+				"max_sources must be at least 1, got 0",
 		},
 		{
 			id: component.NewIDWithName(metadata.Type, "bad_limits"),

@@ -47,6 +47,11 @@ processors:
     offline_timeout: 8s
     reorder_window: 3s
     tick_interval: 100ms
+    # Each phase is one burst followed by silence: its last verdicts come from the
+    # max_source_lag cap, which must leave the offline device time to return before 8s.
+    allowed_lateness: 200ms
+    source_idle_timeout: 3s
+    max_source_lag: 2s
   batch:
     timeout: 100ms
 exporters:
@@ -298,7 +303,12 @@ func buildScenario(messages int) *scenario {
 // message's stages arrive through both pipelines.
 func sendMixed(ctx context.Context, t *testing.T, endpoint string, r *rand.Rand, evs []lc) {
 	t.Helper()
-	base := time.Now()
+	sendMixedAt(ctx, t, endpoint, r, time.Now(), evs)
+}
+
+// sendMixedAt is sendMixed with the events stamped relative to base.
+func sendMixedAt(ctx context.Context, t *testing.T, endpoint string, r *rand.Rand, base time.Time, evs []lc) {
+	t.Helper()
 	for len(evs) > 0 {
 		n := min(len(evs), 60)
 		var spans, logs []lc

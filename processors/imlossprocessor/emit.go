@@ -1,7 +1,6 @@
 package imlossprocessor // import "github.com/imcol/imcol/processors/imlossprocessor"
 
 import (
-	"context"
 	"encoding/binary"
 	"hash/fnv"
 
@@ -22,7 +21,7 @@ func (r *lossRuntime) emitLoop() {
 		if item.detach >= 0 {
 			r.sinkAt(item.detach).detached = true
 		}
-		if len(item.outcomes) > 0 {
+		if len(item.outcomes) > 0 && !r.aborted() {
 			r.emit(item.outcomes)
 		}
 		if item.done != nil {
@@ -77,7 +76,8 @@ func (r *lossRuntime) send(s *sink, outs []*tracker.Outcome) {
 		return
 	}
 	now := pcommon.NewTimestampFromTime(r.clock.Now())
-	ctx := context.Background()
+	// Cancelled when shutdown's deadline passes, so a blocked next consumer lets go.
+	ctx := r.runCtx
 	var err error
 	switch s.signal {
 	case SignalTraces:
@@ -109,7 +109,7 @@ func (r *lossRuntime) outcomeTraces(outs []*tracker.Outcome, now pcommon.Timesta
 		start, end := timestamps(o, now)
 		span.SetStartTimestamp(start)
 		span.SetEndTimestamp(end)
-		if o.Outcome == imsemconv.OutcomeLost || o.Outcome == imsemconv.OutcomeLate {
+		if (o.Outcome == imsemconv.OutcomeLost || o.Outcome == imsemconv.OutcomeLate) && !o.Retracted {
 			span.Status().SetCode(ptrace.StatusCodeError)
 			span.Status().SetMessage(string(o.Reason))
 		}
@@ -164,7 +164,7 @@ func putOutcomeAttributes(m pcommon.Map, o *tracker.Outcome) {
 		if o.HasLatency {
 			m.PutDouble(imsemconv.AttrDeliveryLatency, o.LatencyMs)
 		}
-	case imsemconv.OutcomeLost:
+	case imsemconv.OutcomeLost, imsemconv.OutcomeUntracked:
 		m.PutStr(imsemconv.AttrLossStage, o.Stage.String())
 		m.PutStr(imsemconv.AttrLossReason, string(o.Reason))
 		if o.LostDevices > 0 {
@@ -174,6 +174,9 @@ func putOutcomeAttributes(m pcommon.Map, o *tracker.Outcome) {
 		m.PutStr(imsemconv.AttrStage, o.Stage.String())
 		m.PutStr(imsemconv.AttrLossStage, o.LossStage.String())
 		m.PutStr(imsemconv.AttrLossReason, string(o.Reason))
+		if o.Retracted {
+			m.PutBool(imsemconv.AttrLossRetracted, true)
+		}
 	case imsemconv.OutcomeDuplicate:
 		m.PutStr(imsemconv.AttrStage, o.Stage.String())
 	}

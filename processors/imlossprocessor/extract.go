@@ -10,6 +10,7 @@ import (
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/ottl/contexts/ottlspan"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/ottl/ottlfuncs"
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.uber.org/zap"
@@ -122,9 +123,14 @@ func (x *extractor) logStage(ctx context.Context, rl plog.ResourceLogs, sl plog.
 func (x *extractor) traces(ctx context.Context, td ptrace.Traces, sink uint8, dst []event.Event) []event.Event {
 	var ref int32
 	for _, rs := range td.ResourceSpans().All() {
+		src := sourceOf(rs.Resource())
 		for _, ss := range rs.ScopeSpans().All() {
 			for _, span := range ss.Spans().All() {
+				n := len(dst)
 				dst = x.span(ctx, rs, ss, span, sink, ref, dst)
+				if len(dst) > n {
+					dst[n].Source = src
+				}
 				ref++
 			}
 		}
@@ -160,14 +166,43 @@ func (x *extractor) span(ctx context.Context, rs ptrace.ResourceSpans, ss ptrace
 func (x *extractor) logs(ctx context.Context, ld plog.Logs, sink uint8, dst []event.Event) []event.Event {
 	var ref int32
 	for _, rl := range ld.ResourceLogs().All() {
+		src := sourceOf(rl.Resource())
 		for _, sl := range rl.ScopeLogs().All() {
 			for _, lr := range sl.LogRecords().All() {
+				n := len(dst)
 				dst = x.log(ctx, rl, sl, lr, sink, ref, dst)
+				if len(dst) > n {
+					dst[n].Source = src
+				}
 				ref++
 			}
 		}
 	}
 	return dst
+}
+
+// maxSourceKey bounds a source's key: resource attributes are input too.
+const maxSourceKey = 2 * event.MaxIDLength
+
+// sourceOf names the service instance a resource describes, the unit whose progress in event
+// time the watermark follows: service.name, and service.instance.id when set.
+func sourceOf(res pcommon.Resource) string {
+	attrs := res.Attributes()
+	var name, instance string
+	if v, ok := attrs.Get("service.name"); ok {
+		name = v.AsString()
+	}
+	if v, ok := attrs.Get("service.instance.id"); ok {
+		instance = v.AsString()
+	}
+	key := name
+	if instance != "" {
+		key = name + "\x00" + instance
+	}
+	if len(key) > maxSourceKey {
+		key = key[:maxSourceKey]
+	}
+	return key
 }
 
 func (x *extractor) log(ctx context.Context, rl plog.ResourceLogs, sl plog.ScopeLogs, lr plog.LogRecord, sink uint8, ref int32, dst []event.Event) []event.Event {

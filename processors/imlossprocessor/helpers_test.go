@@ -21,10 +21,11 @@ import (
 	"github.com/imcol/imcol/processors/imlossprocessor/internal/metadatatest"
 )
 
-// newFakeClock is a clockwork fake clock at a fixed start. Its tickers fire only when a test
+// newFakeClock is a clockwork fake clock at a fixed start, shortly after the events' epoch
+// (telemetry reaches the collector after it happened, spans after they end). Its tickers fire only when a test
 // advances it past their period; tests that need a tick at a known point use forceTick.
 func newFakeClock() *clockwork.FakeClock {
-	return clockwork.NewFakeClockAt(time.Unix(1_700_000_000, 0).UTC())
+	return clockwork.NewFakeClockAt(epoch.Add(2 * time.Millisecond))
 }
 
 // harness runs one im_loss instance in a traces and a logs pipeline, as the collector would.

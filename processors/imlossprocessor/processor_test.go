@@ -30,7 +30,15 @@ const (
 	ack     = imsemconv.StageAck
 )
 
-func defaultCfg() *Config { return createDefaultConfig().(*Config) }
+// defaultCfg decides on the collector's clock (no lag allowed), so each test steps verdicts
+// with the fake clock alone; the event-time model is tested with the tracker and in
+// eventtime_test.go.
+func defaultCfg() *Config {
+	cfg := createDefaultConfig().(*Config)
+	cfg.AllowedLateness = 0
+	cfg.MaxSourceLag = time.Nanosecond
+	return cfg
+}
 
 func TestStagesSplitAcrossSignalsShareOneTracker(t *testing.T) {
 	cfg := defaultCfg()
@@ -250,6 +258,8 @@ func TestRestartWithStorageKeepsInFlightMessages(t *testing.T) {
 	storageID := storagetest.NewStorageID("state")
 	cfg := defaultCfg()
 	cfg.Storage = &storageID
+	// Event time: verdicts wait for the services' telemetry, however long the downtime.
+	cfg.MaxSourceLag, cfg.SourceIdleTimeout = time.Hour, 10*time.Second
 	newHost := func() component.Host {
 		return storagetest.NewStorageHost().WithFileBackedStorageExtension("state", dir)
 	}
@@ -274,11 +284,15 @@ func TestRestartWithStorageKeepsInFlightMessages(t *testing.T) {
 	h2.advance(time.Second)
 	assert.Empty(t, outcomeSpans(h2.tsink), "no false losses for the downtime")
 
+	// The backlog of the downtime arrives with its own timestamps, then the present.
 	h2.sendLogs(
 		lc{stage: deliver, msg: "m1", conv: "c", dev: "d"},
 		lc{stage: ack, msg: "m1", conv: "c", dev: "d", at: 100 * time.Millisecond},
 	)
-	h2.advance(cfg.AckTimeout)
+	present := 10*time.Minute + time.Second
+	h2.sendLogs(lc{stage: send, msg: "m3", conv: "c", at: present})
+	h2.sendSpans(lc{stage: send, msg: "m4", conv: "c", at: present})
+	h2.advance(cfg.SourceIdleTimeout)
 	var got []string
 	for _, s := range outcomeSpans(h2.tsink) {
 		got = append(got, attr(s.Attributes(), imsemconv.AttrOutcome)+"/"+attr(s.Attributes(), imsemconv.AttrMessageID)+
@@ -392,7 +406,7 @@ func TestCountersStartAtZero(t *testing.T) {
 	defer h.shutdown()
 	metadatatest.AssertEqualProcessorImLossSeqGaps(t, h.tel, []metricdata.DataPoint[int64]{{Value: 0}}, metricdatatest.IgnoreTimestamp())
 	var evictions []metricdata.DataPoint[int64]
-	for _, state := range []string{"message", "conversation", "seq_gap", "decided"} {
+	for _, state := range []string{"message", "conversation", "seq_gap", "decided", "source"} {
 		evictions = append(evictions, metricdata.DataPoint[int64]{Attributes: attribute.NewSet(attribute.String("state", state))})
 	}
 	metadatatest.AssertEqualProcessorImLossEvictions(t, h.tel, evictions, metricdatatest.IgnoreTimestamp())
@@ -409,4 +423,5 @@ func TestCountersStartAtZero(t *testing.T) {
 	unrecognized, err := h.tel.GetMetric("otelcol_processor_im_loss_unrecognized_events")
 	require.NoError(t, err)
 	assert.Len(t, unrecognized.Data.(metricdata.Sum[int64]).DataPoints, len(event.Reasons))
+	assertCounter(t, h.tel, "otelcol_processor_im_loss_forced_decisions", nil, metricdatatest.IgnoreTimestamp())
 }

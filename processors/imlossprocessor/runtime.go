@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,6 +69,19 @@ type lossRuntime struct {
 	emitDone chan struct{}
 	events   sync.Pool
 
+	// started anchors the tracker's notion of now: started's wall time plus the monotonic time
+	// since, less the time the loop spent blocked handing outcomes on. A wall-clock step (NTP)
+	// therefore moves nothing, and a blocked exporter does not age the sources it silenced.
+	started time.Time
+	paused  time.Duration // owned by the loop
+
+	// abort is closed when shutdown's deadline passes: whatever blocks on the next consumers
+	// or on storage gives up (runCtx is cancelled with it) so every goroutine ends.
+	abort     chan struct{}
+	abortOnce sync.Once
+	runCtx    context.Context
+	cancelRun context.CancelFunc
+
 	client storage.Client
 
 	// Checkpoints: the loop encodes the snapshot (it owns the state) and hands the bytes
@@ -106,6 +120,11 @@ func newLossRuntime(set component.TelemetrySettings, id component.ID, cfg *Confi
 			OfflineTimeout:       cfg.OfflineTimeout,
 			ReorderWindow:        cfg.ReorderWindow,
 			MaxGap:               cfg.MaxGap,
+			AllowedLateness:      cfg.AllowedLateness,
+			SourceIdleTimeout:    cfg.SourceIdleTimeout,
+			MaxSourceLag:         cfg.MaxSourceLag,
+			MaxClockSkew:         cfg.MaxClockSkew,
+			MaxSources:           cfg.MaxSources,
 			MaxMessages:          cfg.MaxTrackedMessages,
 			MaxPerConversation:   cfg.MaxMessagesPerConversation,
 			MaxConversations:     cfg.MaxConversations,
@@ -117,7 +136,10 @@ func newLossRuntime(set component.TelemetrySettings, id component.ID, cfg *Confi
 		stopping: make(chan struct{}),
 		loopDone: make(chan struct{}),
 		emitDone: make(chan struct{}),
+		started:  clk.Now(),
+		abort:    make(chan struct{}),
 	}
+	r.runCtx, r.cancelRun = context.WithCancel(context.Background())
 	r.events.New = func() any { s := make([]event.Event, 0, 64); return &s }
 	r.extract = &extractor{
 		names: event.Names{
@@ -162,7 +184,7 @@ func (r *lossRuntime) start(ctx context.Context, host component.Host) error {
 		if r.checkpointing() {
 			// Rewrite what was restored as a checkpoint right away: a crash before the first
 			// periodic one must neither forget it nor bring it back as exact.
-			if err := r.writeSnapshot(ctx, r.tr.Snapshot(r.clock.Now().UnixNano(), tracker.Checkpoint)); err != nil {
+			if err := r.writeSnapshot(ctx, r.tr.Snapshot(r.now(), tracker.Checkpoint)); err != nil {
 				r.logger.Warn("Cannot write the first checkpoint", zap.Error(err))
 			}
 		}
@@ -202,38 +224,67 @@ func (r *lossRuntime) hasSink(sig Signal) bool {
 }
 
 // shutdown stops the loop, emits what was decided, and saves in-flight state when storage is
-// configured. Without storage, in-flight messages are forgotten (see README).
+// configured. Without storage, in-flight messages are forgotten (see README). When ctx ends
+// first, what still blocks is aborted and awaited, the state is not saved (the last
+// checkpoint is what the next start finds) and the storage client is closed all the same.
 func (r *lossRuntime) shutdown(ctx context.Context) error {
 	defer r.tel.Shutdown()
+	defer r.cancelRun()
 	close(r.stopping)
-	select {
-	case <-r.loopDone:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	r.await(ctx, r.loopDone)
 	if r.checkpoints != nil {
 		// The final save below must not be overtaken by a checkpoint still being written.
 		close(r.checkpoints)
-		select {
-		case <-r.ckDone:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		r.await(ctx, r.ckDone)
 	}
 	close(r.emitCh)
-	select {
-	case <-r.emitDone:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	r.await(ctx, r.emitDone)
+	aborted := r.aborted()
 	if r.client == nil {
 		if n := r.tr.Len(); n > 0 {
 			r.logger.Info("Forgetting in-flight messages on shutdown; configure storage to keep them across restarts",
 				zap.Int("messages", n))
 		}
+		if aborted {
+			return ctx.Err()
+		}
 		return nil
 	}
+	if aborted {
+		r.logger.Warn("Shutdown deadline passed: in-flight state not saved; the next start restores the last checkpoint",
+			zap.Int("messages", r.tr.Len()))
+		return errors.Join(ctx.Err(), r.client.Close(context.Background()))
+	}
 	return errors.Join(r.save(ctx), r.client.Close(ctx))
+}
+
+// await waits for done; once ctx ends it aborts what blocks and keeps waiting, so no
+// goroutine outlives shutdown.
+func (r *lossRuntime) await(ctx context.Context, done <-chan struct{}) {
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	r.abortOnce.Do(func() {
+		close(r.abort)
+		r.cancelRun()
+	})
+	<-done
+}
+
+func (r *lossRuntime) aborted() bool {
+	select {
+	case <-r.abort:
+		return true
+	default:
+		return false
+	}
+}
+
+// now is the tracker's collector time (see started).
+func (r *lossRuntime) now() int64 {
+	return r.started.UnixNano() + int64(r.clock.Since(r.started)-r.paused)
 }
 
 // submit hands events to the loop. With wantDuplicates it waits for the verdict and
@@ -314,10 +365,10 @@ func (r *lossRuntime) loop() {
 func (r *lossRuntime) apply(item workItem) {
 	if item.tickDone != nil {
 		r.tick()
-		r.emitCh <- emitItem{detach: -1, done: item.tickDone}
+		r.handOn(emitItem{detach: -1, done: item.tickDone})
 		return
 	}
-	now := r.clock.Now().UnixNano()
+	now := r.now()
 	var dups []int32
 	evs := *item.events
 	for i := range evs {
@@ -333,11 +384,16 @@ func (r *lossRuntime) apply(item workItem) {
 }
 
 func (r *lossRuntime) tick() {
-	now := r.clock.Now().UnixNano()
+	now := r.now()
 	for r.tr.Tick(now) {
 		r.flush()
 	}
-	r.tel.ProcessorImLossTrackedMessages.Record(context.Background(), int64(r.tr.Len()))
+	ctx := context.Background()
+	r.tel.ProcessorImLossTrackedMessages.Record(ctx, int64(r.tr.Len()))
+	r.tel.ProcessorImLossActiveSources.Record(ctx, int64(r.tr.ActiveSources(now)))
+	if w := r.tr.Watermark(); w != math.MinInt64 {
+		r.tel.ProcessorImLossWatermarkLag.Record(ctx, max(now-w, 0)/int64(time.Millisecond))
+	}
 	r.flush()
 }
 
@@ -362,6 +418,9 @@ func (r *lossRuntime) flush() {
 	if c.Unjudged > 0 {
 		r.tel.ProcessorImLossUnrecognizedEvents.Add(ctx, c.Unjudged, r.attrs.unrecognized(event.ReasonUnjudgedAfterRestart))
 	}
+	if c.Forced > 0 {
+		r.tel.ProcessorImLossForcedDecisions.Add(ctx, c.Forced, r.attrs.watermarkStalled)
+	}
 	outs := r.tr.TakeOutcomes()
 	if len(outs) == 0 {
 		return
@@ -384,10 +443,28 @@ func (r *lossRuntime) flush() {
 		kept = append(kept, *o)
 	}
 	if len(kept) > 0 {
-		// Blocking here is deliberate back-pressure: a stalled exporter slows intake
-		// instead of growing an unbounded queue of outcomes.
-		r.emitCh <- emitItem{outcomes: kept, detach: -1}
+		r.handOn(emitItem{outcomes: kept, detach: -1})
 	}
+}
+
+// handOn queues outcomes for the emitter. Blocking is deliberate back-pressure — a stalled
+// exporter slows intake instead of growing an unbounded queue of outcomes — and the time
+// blocked is taken off the tracker's clock (see started): verdicts are on event time anyway,
+// and the sources' silence meanwhile is the pipeline's doing. After an abort the outcomes are
+// dropped (they were counted in the metrics already).
+func (r *lossRuntime) handOn(item emitItem) {
+	select {
+	case r.emitCh <- item:
+		return
+	default:
+	}
+	blockedAt := r.clock.Now()
+	select {
+	case r.emitCh <- item:
+	case <-r.abort:
+		r.logger.Warn("Shutdown deadline passed: outcome records not emitted", zap.Int("records", len(item.outcomes)))
+	}
+	r.paused += r.clock.Since(blockedAt)
 }
 
 // forceTick runs one tick on the loop, after everything submitted before, and waits until
@@ -409,7 +486,7 @@ func (r *lossRuntime) checkpoint() {
 		return
 	}
 	start := time.Now()
-	data := r.tr.Snapshot(r.clock.Now().UnixNano(), tracker.Checkpoint)
+	data := r.tr.Snapshot(r.now(), tracker.Checkpoint)
 	r.logger.Debug("Checkpoint encoded", zap.Int("bytes", len(data)), zap.Int("messages", r.tr.Len()), zap.Duration("encode", time.Since(start)))
 	r.ckWriting.Store(true)
 	r.checkpoints <- data
@@ -419,7 +496,7 @@ func (r *lossRuntime) checkpointLoop() {
 	defer close(r.ckDone)
 	for data := range r.checkpoints {
 		start := time.Now()
-		if err := r.writeSnapshot(context.Background(), data); err != nil {
+		if err := r.writeSnapshot(r.runCtx, data); err != nil {
 			r.logger.Warn("Cannot write checkpoint", zap.Error(err))
 		} else {
 			r.logger.Debug("Checkpoint written", zap.Int("bytes", len(data)), zap.Duration("write", time.Since(start)))
@@ -445,6 +522,7 @@ func (r *lossRuntime) initCounters(ctx context.Context) {
 	for _, o := range usualOutcomes() {
 		r.tel.ProcessorImLossOutcomes.Add(ctx, 0, r.attrs.outcome(&o))
 	}
+	r.tel.ProcessorImLossForcedDecisions.Add(ctx, 0, r.attrs.watermarkStalled)
 }
 
 // usualOutcomes lists the outcome, stage and reason combinations the tracker decides.
@@ -456,9 +534,10 @@ func usualOutcomes() []tracker.Outcome {
 		{Outcome: imsemconv.OutcomeLost, Stage: imsemconv.StagePersist, Reason: imsemconv.ReasonSeqGap},
 	}
 	for _, st := range lossStages {
-		for _, reason := range []imsemconv.LossReason{imsemconv.ReasonAckTimeout, imsemconv.ReasonStageFailed, imsemconv.ReasonEvicted} {
+		for _, reason := range []imsemconv.LossReason{imsemconv.ReasonAckTimeout, imsemconv.ReasonStageFailed} {
 			out = append(out, tracker.Outcome{Outcome: imsemconv.OutcomeLost, Stage: st, Reason: reason})
 		}
+		out = append(out, tracker.Outcome{Outcome: imsemconv.OutcomeUntracked, Stage: st, Reason: imsemconv.ReasonEvicted})
 	}
 	for _, st := range imsemconv.Stages {
 		out = append(out, tracker.Outcome{Outcome: imsemconv.OutcomeLate, Stage: st})
@@ -470,8 +549,10 @@ func usualOutcomes() []tracker.Outcome {
 type metricAttrs struct {
 	outcomes    map[outcomeKey]metric.MeasurementOption
 	unrecognize map[event.Reason]metric.MeasurementOption
-	evicted     [4]metric.MeasurementOption
-	mu          sync.Mutex
+	evicted     [5]metric.MeasurementOption
+	// watermarkStalled is the reason of every forced decision.
+	watermarkStalled metric.MeasurementOption
+	mu               sync.Mutex
 }
 
 type outcomeKey struct {
@@ -485,9 +566,10 @@ func newMetricAttrs() *metricAttrs {
 		outcomes:    make(map[outcomeKey]metric.MeasurementOption),
 		unrecognize: make(map[event.Reason]metric.MeasurementOption),
 	}
-	for i, name := range [...]string{"message", "conversation", "seq_gap", "decided"} {
+	for i, name := range [...]string{"message", "conversation", "seq_gap", "decided", "source"} {
 		a.evicted[i] = metric.WithAttributeSet(attribute.NewSet(attribute.String("state", name)))
 	}
+	a.watermarkStalled = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", "watermark_stalled")))
 	return a
 }
 

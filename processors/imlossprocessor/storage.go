@@ -73,7 +73,7 @@ func (r *lossRuntime) restore(ctx context.Context) {
 	for _, op := range ops {
 		data = append(data, op.Value...)
 	}
-	st, err := r.tr.Restore(data, r.clock.Now().UnixNano())
+	st, err := r.tr.Restore(data, r.now())
 	fields := []zap.Field{
 		zap.Int("messages", st.Messages), zap.Int("decided", st.Decided), zap.Int("format_version", st.Version),
 		zap.Bool("from_checkpoint", st.Kind == tracker.Checkpoint),
@@ -106,7 +106,7 @@ func (r *lossRuntime) deleteSaved(ctx context.Context, chunks int) {
 
 // save writes the final snapshot at shutdown, after the last event was applied.
 func (r *lossRuntime) save(ctx context.Context) error {
-	if err := r.writeSnapshot(ctx, r.tr.Snapshot(r.clock.Now().UnixNano(), tracker.Final)); err != nil {
+	if err := r.writeSnapshot(ctx, r.tr.Snapshot(r.now(), tracker.Final)); err != nil {
 		return err
 	}
 	r.logger.Info("Saved in-flight messages", zap.Int("messages", r.tr.Len()))

@@ -37,6 +37,9 @@ type Event struct {
 	Offline bool
 	// Failed is set for span status Error or log severity >= ERROR.
 	Failed bool
+	// Source names the service instance that reported the event (resource service.name and
+	// service.instance.id): each source's progress in event time is followed on its own.
+	Source string
 	// Sink is the index of the pipeline the event came through; outcomes return there.
 	Sink uint8
 	// Ref is the position of the span or log record in its batch, used to drop duplicates.

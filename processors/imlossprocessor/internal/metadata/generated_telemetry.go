@@ -26,12 +26,15 @@ type TelemetryBuilder struct {
 	meter                             metric.Meter
 	mu                                sync.Mutex
 	registrations                     []metric.Registration
+	ProcessorImLossActiveSources      metric.Int64Gauge
 	ProcessorImLossDeliveryLatency    metric.Float64Histogram
 	ProcessorImLossEvictions          metric.Int64Counter
+	ProcessorImLossForcedDecisions    metric.Int64Counter
 	ProcessorImLossOutcomes           metric.Int64Counter
 	ProcessorImLossSeqGaps            metric.Int64Counter
 	ProcessorImLossTrackedMessages    metric.Int64Gauge
 	ProcessorImLossUnrecognizedEvents metric.Int64Counter
+	ProcessorImLossWatermarkLag       metric.Int64Gauge
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -63,6 +66,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	}
 	builder.meter = Meter(settings)
 	var err, errs error
+	builder.ProcessorImLossActiveSources, err = builder.meter.Int64Gauge(
+		"otelcol_processor_im_loss_active_sources",
+		metric.WithDescription("Telemetry sources (service.name and service.instance.id) heard within source_idle_timeout; they hold the watermark. [Development]"),
+		metric.WithUnit("{source}"),
+	)
+	errs = errors.Join(errs, err)
 	builder.ProcessorImLossDeliveryLatency, err = builder.meter.Float64Histogram(
 		"otelcol_processor_im_loss_delivery_latency",
 		metric.WithDescription("End-to-end delivery latency of delivered messages, send to last ack. [Development]"),
@@ -74,6 +83,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_processor_im_loss_evictions",
 		metric.WithDescription("Entries evicted because a state limit was reached. [Development]"),
 		metric.WithUnit("{entry}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ProcessorImLossForcedDecisions, err = builder.meter.Int64Counter(
+		"otelcol_processor_im_loss_forced_decisions",
+		metric.WithDescription("Verdicts made before the watermark passed their deadline because it lagged the collector's clock by more than max_source_lag (reason watermark_stalled). [Development]"),
+		metric.WithUnit("{decision}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.ProcessorImLossOutcomes, err = builder.meter.Int64Counter(
@@ -98,6 +113,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_processor_im_loss_unrecognized_events",
 		metric.WithDescription("Lifecycle events that could not be used (missing or ill-typed attributes); they pass through untouched. [Development]"),
 		metric.WithUnit("{event}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ProcessorImLossWatermarkLag, err = builder.meter.Int64Gauge(
+		"otelcol_processor_im_loss_watermark_lag",
+		metric.WithDescription("How far the event-time watermark is behind the collector's clock; verdicts wait this long after a deadline. [Development]"),
+		metric.WithUnit("ms"),
 	)
 	errs = errors.Join(errs, err)
 	return &builder, errs

@@ -19,16 +19,25 @@ func TestSetupTelemetry(t *testing.T) {
 	tb, err := metadata.NewTelemetryBuilder(testTel.NewTelemetrySettings())
 	require.NoError(t, err)
 	defer tb.Shutdown()
+	tb.ProcessorImLossActiveSources.Record(context.Background(), 1)
 	tb.ProcessorImLossDeliveryLatency.Record(context.Background(), 1)
 	tb.ProcessorImLossEvictions.Add(context.Background(), 1)
+	tb.ProcessorImLossForcedDecisions.Add(context.Background(), 1)
 	tb.ProcessorImLossOutcomes.Add(context.Background(), 1)
 	tb.ProcessorImLossSeqGaps.Add(context.Background(), 1)
 	tb.ProcessorImLossTrackedMessages.Record(context.Background(), 1)
 	tb.ProcessorImLossUnrecognizedEvents.Add(context.Background(), 1)
+	tb.ProcessorImLossWatermarkLag.Record(context.Background(), 1)
+	AssertEqualProcessorImLossActiveSources(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
 	AssertEqualProcessorImLossDeliveryLatency(t, testTel,
 		[]metricdata.HistogramDataPoint[float64]{{}}, metricdatatest.IgnoreValue(),
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualProcessorImLossEvictions(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualProcessorImLossForcedDecisions(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualProcessorImLossOutcomes(t, testTel,
@@ -41,6 +50,9 @@ func TestSetupTelemetry(t *testing.T) {
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualProcessorImLossUnrecognizedEvents(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualProcessorImLossWatermarkLag(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 

@@ -108,17 +108,18 @@ func (d *Detector) trim() (Range, bool) {
 	return oldest, true
 }
 
-// Expire removes and returns (appended to dst) the gaps whose deadline is <= now.
+// Expire removes and returns (appended to dst) the gaps whose deadline is <= now. Deadlines
+// are event times, which need not grow with the order seqs arrive in, so every range is checked.
 func (d *Detector) Expire(now int64, dst []Range) []Range {
-	n := 0
-	for n < len(d.ranges) && d.ranges[n].Deadline <= now {
-		n++
+	kept := d.ranges[:0]
+	for _, r := range d.ranges {
+		if r.Deadline <= now {
+			dst = append(dst, r)
+		} else {
+			kept = append(kept, r)
+		}
 	}
-	if n == 0 {
-		return dst
-	}
-	dst = append(dst, d.ranges[:n]...)
-	d.ranges = append(d.ranges[:0], d.ranges[n:]...)
+	d.ranges = kept
 	if len(d.ranges) == 0 {
 		d.ranges = nil
 	}

@@ -15,10 +15,15 @@ import (
 //
 // Version 2 adds, after the magic and the time, a kind byte (final or checkpoint) and the
 // decided-message memory's hash key, and after the messages that memory's entries, oldest first.
-// Version 1 (no kind: final; no decided memory) is still read.
+// Version 3 keeps version 2's layout with event-time meanings — a message's first-seen time
+// and the gaps' deadlines are event times, so nothing is shifted by the downtime on restore —
+// and appends the pending retractions. Versions 1 (no kind: final; no decided memory) and 2
+// are still read: their collector-clock times are taken as event times, which is what they
+// approximated.
 var (
 	snapshotMagicV1 = []byte("IMLOSS\x01")
-	snapshotMagic   = []byte("IMLOSS\x02")
+	snapshotMagicV2 = []byte("IMLOSS\x02")
+	snapshotMagic   = []byte("IMLOSS\x03")
 )
 
 // Kind says when a snapshot was taken, which decides how much of it can be trusted.
@@ -73,33 +78,31 @@ func (t *Tracker) Snapshot(now int64, kind Kind) []byte {
 	}
 
 	b = binary.AppendUvarint(b, uint64(t.Len()))
-	for _, q := range [...]*queue{&t.main, &t.offline} {
-		for m := q.head; m != nil; m = m.next {
-			b = appendString(b, m.id)
-			if m.conv != nil {
-				b = appendString(b, m.conv.id)
-			} else {
-				b = appendString(b, "")
-			}
-			b = append(b, m.traceID[:]...)
-			b = binary.AppendVarint(b, m.firstSeen)
-			b = binary.AppendVarint(b, m.sendTime())
-			b = binary.AppendVarint(b, m.lastAck())
-			b = binary.AppendUvarint(b, uint64(m.fanout))
-			b = append(b, m.seen, m.failed, m.flags&(msgOffline|msgInOfflineQueue), m.sink)
-			nDevs := 0
-			if m.flags&msgHasDev0 != 0 {
-				nDevs = 1
-				if m.flags&msgHasExtra != 0 {
-					nDevs += t.extra[m].len()
-				}
-			}
-			b = binary.AppendUvarint(b, uint64(nDevs))
-			t.forEachDevice(m, func(id string, f uint8) {
-				b = appendString(b, id)
-				b = append(b, f)
-			})
+	for _, m := range t.due {
+		b = appendString(b, m.id)
+		if m.conv != nil {
+			b = appendString(b, m.conv.id)
+		} else {
+			b = appendString(b, "")
 		}
+		b = append(b, m.traceID[:]...)
+		b = binary.AppendVarint(b, m.firstSeen)
+		b = binary.AppendVarint(b, m.sendTime())
+		b = binary.AppendVarint(b, m.lastAck())
+		b = binary.AppendUvarint(b, uint64(m.fanout))
+		b = append(b, m.seen, m.failed, m.flags&(msgOffline|msgInOfflineQueue), m.sink)
+		nDevs := 0
+		if m.flags&msgHasDev0 != 0 {
+			nDevs = 1
+			if m.flags&msgHasExtra != 0 {
+				nDevs += t.extra[m].len()
+			}
+		}
+		b = binary.AppendUvarint(b, uint64(nDevs))
+		t.forEachDevice(m, func(id string, f uint8) {
+			b = appendString(b, id)
+			b = append(b, f)
+		})
 	}
 
 	b = binary.AppendUvarint(b, uint64(t.ringLen))
@@ -112,6 +115,32 @@ func (t *Tracker) Snapshot(now int64, kind Kind) []byte {
 		}
 		b = binary.LittleEndian.AppendUint64(b, h)
 		b = append(b, d.outcome, byte(d.stage), d.reason, late, d.undelivered)
+	}
+	return t.appendRetractions(b)
+}
+
+// appendRetractions writes the pending retractions in decided-memory order (deterministic).
+func (t *Tracker) appendRetractions(b []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(t.retract)))
+	for i := range t.ringLen {
+		h := t.decidedRing[(t.ringStart+i)%len(t.decidedRing)]
+		r := t.retract[h]
+		if r == nil {
+			continue
+		}
+		b = binary.LittleEndian.AppendUint64(b, h)
+		b = binary.AppendVarint(b, r.deadline)
+		b = binary.AppendUvarint(b, uint64(r.need))
+		b = binary.AppendUvarint(b, uint64(r.unknown))
+		b = binary.AppendUvarint(b, uint64(len(r.devices)))
+		for _, d := range r.devices {
+			acked := byte(0)
+			if d.acked {
+				acked = 1
+			}
+			b = binary.LittleEndian.AppendUint64(b, d.hash)
+			b = append(b, acked)
+		}
 	}
 	return b
 }
@@ -129,14 +158,16 @@ type RestoreStats struct {
 	Decided  int
 }
 
-// Restore loads a snapshot into an empty tracker at tracker time now. The time the
-// collector was down is not counted against any deadline: every timestamp of the tracker
-// clock is shifted by now - savedAt, so a restart reports no false losses. Limits of the
+// Restore loads a snapshot into an empty tracker at collector time now. Deadlines are event
+// times, so the time the collector was down does not count against them: the services'
+// telemetry of that time arrives after the restart with its own timestamps. Limits of the
 // current config apply; what does not fit is evicted and reported like any eviction.
 // See Kind for what a checkpoint restores.
 func (t *Tracker) Restore(data []byte, now int64) (st RestoreStats, err error) {
 	switch {
 	case hasPrefix(data, snapshotMagic):
+		st.Version = 3
+	case hasPrefix(data, snapshotMagicV2):
 		st.Version = 2
 	case hasPrefix(data, snapshotMagicV1):
 		st.Version = 1
@@ -144,8 +175,7 @@ func (t *Tracker) Restore(data []byte, now int64) (st RestoreStats, err error) {
 		return st, fmt.Errorf("%w: unknown format", ErrCorruptSnapshot)
 	}
 	r := reader{b: data[len(snapshotMagic):]}
-	savedAt := r.varint()
-	offset := max(now-savedAt, 0)
+	_ = r.varint() // saved at: event times need no shifting
 	adoptKey := false
 	if st.Version >= 2 {
 		st.Kind = Kind(r.byte())
@@ -176,8 +206,8 @@ func (t *Tracker) Restore(data []byte, now int64) (st RestoreStats, err error) {
 		if st.Kind == Checkpoint {
 			continue
 		}
-		c := t.conversation(id, now)
-		c.seq = seqgap.Restore(maxSeq, true, ranges, offset, t.cfg.MaxGap)
+		c := t.conversation(id)
+		c.seq = seqgap.Restore(maxSeq, true, ranges, 0, t.cfg.MaxGap)
 		if c.seq.Pending() {
 			t.linkGap(c)
 		}
@@ -204,9 +234,8 @@ func (t *Tracker) Restore(data []byte, now int64) (st RestoreStats, err error) {
 			continue
 		}
 		ev.Sink = sink
-		m := t.insert(firstSeen+offset, &ev)
+		m := t.insert(firstSeen, &ev)
 		m.traceID = ev.TraceID
-		// Event times are absolute; only the tracker clock is shifted by the downtime.
 		m.noteSend(sendTime)
 		m.noteAck(lastAck)
 		m.fanout = uint32(fanout)
@@ -220,18 +249,18 @@ func (t *Tracker) Restore(data []byte, now int64) (st RestoreStats, err error) {
 				t.addDevFlags(m, h, d.flags&(devPushed|devOffline|devDelivered|devAcked))
 			}
 		}
-		if flags&msgInOfflineQueue != 0 {
-			t.main.remove(m)
-			m.flags |= msgInOfflineQueue
-			t.offline.push(m)
-		}
+		m.flags |= flags & msgInOfflineQueue
+		t.reschedule(m)
 		st.Messages++
 	}
 	if st.Kind == Checkpoint {
 		t.DistrustEventsBefore(now)
 	}
 	if adoptKey && r.err == nil {
-		st.Decided = t.restoreDecided(&r)
+		st.Decided = t.restoreDecided(&r, st.Version)
+		if st.Version >= 3 {
+			t.restoreRetractions(&r)
+		}
 	}
 	if r.err != nil {
 		return st, fmt.Errorf("%w: %w", ErrCorruptSnapshot, r.err)
@@ -242,7 +271,11 @@ func (t *Tracker) Restore(data []byte, now int64) (st RestoreStats, err error) {
 // restoreDecided loads the decided-message memory, oldest first, so it keeps evicting in the
 // same order. When it holds more than decided_cache_size now allows, the oldest are dropped
 // and counted as evicted.
-func (t *Tracker) restoreDecided(r *reader) int {
+func (t *Tracker) restoreDecided(r *reader, version int) int {
+	maxOutcome := decidedLost
+	if version >= 3 {
+		maxOutcome = decidedUntracked
+	}
 	n := r.count(len(r.b) / decidedEntrySize)
 	if r.err != nil {
 		return 0
@@ -257,13 +290,31 @@ func (t *Tracker) restoreDecided(r *reader) int {
 			break
 		}
 		d := decided{outcome: e[0], stage: imsemconv.Stage(e[1]), reason: e[2], late: e[3] != 0, undelivered: e[4]}
-		if i < skip || d.outcome < decidedDelivered || d.outcome > decidedLost || int(d.reason) >= len(reasons) || d.stage > imsemconv.StageAck {
+		if i < skip || d.outcome < decidedDelivered || d.outcome > maxOutcome || int(d.reason) >= len(reasons) || d.stage > imsemconv.StageAck {
 			continue
 		}
 		t.rememberHash(h, d)
 		restored++
 	}
 	return restored
+}
+
+// restoreRetractions loads the pending retractions of decided messages still remembered.
+func (t *Tracker) restoreRetractions(r *reader) {
+	n := r.count(len(r.b) / 12)
+	for i := 0; i < n && r.err == nil; i++ {
+		h := r.uint64()
+		rt := &retraction{deadline: r.varint()}
+		need, unknown := r.count(maxRetractionDevices), r.count(maxRetractionDevices)
+		nDevs := r.count(maxRetractionDevices)
+		for j := 0; j < nDevs && r.err == nil; j++ {
+			rt.devices = append(rt.devices, retractDevice{hash: r.uint64(), acked: r.byte() != 0})
+		}
+		rt.need, rt.unknown = uint16(need), uint16(unknown)
+		if d, ok := t.decided[h]; r.err == nil && ok && d.outcome == decidedLost && need > 0 {
+			t.retract[h] = rt
+		}
+	}
 }
 
 func hasPrefix(b, prefix []byte) bool {

@@ -112,8 +112,9 @@ func TestCheckpointRestoreNeverJudgesLost(t *testing.T) {
 	assert.Equal(t, 2, st.Messages)
 
 	lifecycle(tr2, "m4", restartAt, imsemconv.StageAck, seq(4))
-	tr2.Apply(restartAt, ev(imsemconv.StageDeliver, "m2", restartAt, dev("d1")))
-	tr2.Apply(restartAt, ev(imsemconv.StageAck, "m2", restartAt, dev("d1")))
+	// m2's deliver and ack happened in time; the crash delayed their telemetry.
+	tr2.Apply(restartAt, ev(imsemconv.StageDeliver, "m2", t0+30*ms, dev("d1")))
+	tr2.Apply(restartAt, ev(imsemconv.StageAck, "m2", t0+40*ms, dev("d1")))
 	out := tr2.TakeOutcomes()
 	require.Len(t, out, 2, "a restored message whose evidence completes is delivered")
 	assert.Equal(t, "m4", out[0].MessageID)

@@ -1,6 +1,13 @@
 // Package tracker holds the loss-detection state machine. It is single-threaded by design
 // (one goroutine owns it, as in the tail sampling processor) and driven by explicit
 // timestamps, so every rule can be stepped through in tests without a clock.
+//
+// Verdicts are made on event time: a message's deadline is its send time (else its earliest
+// event's time) plus the timeout, and it is judged only once the watermark — how far in event
+// time every active source's telemetry has arrived — has passed that deadline. So a verdict is
+// a function of the events' own timestamps, not of when the collector received them. The
+// collector's clock (the now arguments) only measures how long sources have been silent and
+// caps how long a verdict may wait (MaxSourceLag).
 package tracker // import "github.com/imcol/imcol/processors/imlossprocessor/internal/tracker"
 
 import (
@@ -22,6 +29,16 @@ type Config struct {
 	ReorderWindow  time.Duration
 	MaxGap         uint64
 
+	// AllowedLateness is how far out of order one source's events may arrive.
+	AllowedLateness time.Duration
+	// SourceIdleTimeout is how long a silent source keeps holding the watermark back.
+	SourceIdleTimeout time.Duration
+	// MaxSourceLag caps how far verdicts may lag behind the collector's clock.
+	MaxSourceLag time.Duration
+	// MaxClockSkew is how far in the collector's future an event may be stamped.
+	MaxClockSkew time.Duration
+	MaxSources   int
+
 	MaxMessages          int
 	MaxPerConversation   int
 	MaxConversations     int
@@ -39,6 +56,9 @@ type Outcome struct {
 	Reason imsemconv.LossReason
 	// LossStage is, for late events, the stage at which the message had been declared lost.
 	LossStage imsemconv.Stage
+	// Retracted is set on the late record whose event completed the proof that a message
+	// declared lost was acked by every missing device before its deadline.
+	Retracted bool
 
 	MessageID      string
 	ConversationID string
@@ -68,6 +88,7 @@ const (
 	EvictedConversation
 	EvictedSeqGap
 	EvictedDecided
+	EvictedSource
 	numEvictedStates
 )
 
@@ -81,6 +102,9 @@ type Counters struct {
 	// part of which may have been applied before a restart and lost with it (see
 	// DistrustEventsBefore), so they are neither delivered nor lost.
 	Unjudged int64
+	// Forced counts verdicts (messages and seq gaps) made before the watermark passed their
+	// deadline because it lagged the collector's clock by more than MaxSourceLag.
+	Forced int64
 }
 
 const (
@@ -114,14 +138,15 @@ const noTime = math.MinInt32
 type message struct {
 	id           string
 	conv         *conversation
-	prev, next   *message // timeout queue
 	cprev, cnext *message // conversation list, oldest first
 	traceID      pcommon.TraceID
 	dev0         string
-	firstSeen    int64 // tracker clock, unix ns
+	firstSeen    int64 // earliest event time, unix ns
+	deadline     int64 // event time, unix ns (see Tracker.deadlineOf)
 	sendDelta    int32 // send event time - firstSeen, µs
 	ackDelta     int32 // last ack event time - firstSeen, µs
 	fanout       uint32
+	hidx         int32 // position in Tracker.due
 	seen, failed uint8 // bit per Stage
 	flags        uint8
 	sink         uint8
@@ -151,6 +176,18 @@ func (m *message) sendTime() int64 { return m.fromDelta(m.sendDelta) }
 // lastAck is the latest ack event time (unix ns), 0 when unknown.
 func (m *message) lastAck() int64 { return m.fromDelta(m.ackDelta) }
 
+// noteTime moves firstSeen back to an earlier event time t, keeping the stored offsets.
+func (m *message) noteTime(t int64) {
+	if t <= 0 || t >= m.firstSeen {
+		return
+	}
+	send, ack := m.sendTime(), m.lastAck()
+	m.firstSeen = t
+	m.sendDelta, m.ackDelta = noTime, noTime
+	m.noteSend(send)
+	m.noteAck(ack)
+}
+
 func (m *message) noteSend(t int64) {
 	if d, ok := m.toDelta(t); ok && (m.sendDelta == noTime || d < m.sendDelta) {
 		m.sendDelta = d
@@ -169,34 +206,6 @@ type deviceSet struct {
 }
 
 const deviceIndexThreshold = 16
-
-type queue struct {
-	head, tail *message
-}
-
-func (q *queue) push(m *message) {
-	m.prev, m.next = q.tail, nil
-	if q.tail != nil {
-		q.tail.next = m
-	} else {
-		q.head = m
-	}
-	q.tail = m
-}
-
-func (q *queue) remove(m *message) {
-	if m.prev != nil {
-		m.prev.next = m.next
-	} else {
-		q.head = m.next
-	}
-	if m.next != nil {
-		m.next.prev = m.prev
-	} else {
-		q.tail = m.prev
-	}
-	m.prev, m.next = nil, nil
-}
 
 type conversation struct {
 	id               string
@@ -221,6 +230,9 @@ type decided struct {
 const (
 	decidedDelivered uint8 = iota + 1
 	decidedLost
+	// decidedUntracked: evicted at a state limit. Its later events are ignored: they must
+	// neither start a new message (which its deadline would judge) nor count as late.
+	decidedUntracked
 )
 
 var reasons = [...]imsemconv.LossReason{"", imsemconv.ReasonAckTimeout, imsemconv.ReasonSeqGap, imsemconv.ReasonStageFailed, imsemconv.ReasonEvicted}
@@ -240,10 +252,13 @@ type Tracker struct {
 	// key keys the decided-message hashes; it is saved with them (see sipHash24).
 	key [2]uint64
 
-	ids     index
-	extra   map[*message]*deviceSet
-	main    queue
-	offline queue
+	ids   index
+	extra map[*message]*deviceSet
+	due   deadlines
+	wm    watermarks
+	// retract holds, for recent ack-timeout losses, what late acks must show to take the
+	// loss back (see retraction); keyed like decided and dropped with its entry.
+	retract map[uint64]*retraction
 
 	convs            map[string]*conversation
 	lruHead, lruTail *conversation
@@ -301,6 +316,8 @@ func New(cfg Config) *Tracker {
 		convs:       make(map[string]*conversation),
 		decided:     make(map[uint64]decided),
 		decidedRing: make([]uint64, cfg.DecidedCacheSize),
+		retract:     make(map[uint64]*retraction),
+		wm:          newWatermarks(int64(cfg.AllowedLateness), int64(cfg.SourceIdleTimeout), max(cfg.MaxSources, 1)),
 	}
 }
 
@@ -316,6 +333,8 @@ func (t *Tracker) TakeOutcomes() []Outcome {
 
 // TakeCounters returns and resets the counters.
 func (t *Tracker) TakeCounters() Counters {
+	t.counters.Evicted[EvictedSource] += t.wm.evicted
+	t.wm.evicted = 0
 	c := t.counters
 	t.counters = Counters{}
 	return c
@@ -325,24 +344,36 @@ func (t *Tracker) hash(id string) uint64 { return sipHash24(t.key[0], t.key[1], 
 
 func (t *Tracker) lookup(id string) *message { return t.ids.get(id) }
 
-// Apply feeds one event observed at tracker time now. It reports whether the event is a
+// Apply feeds one event that arrived at collector time now. It reports whether the event is a
 // duplicate delivery (which the caller may drop).
 func (t *Tracker) Apply(now int64, ev *event.Event) (duplicate bool) {
+	t.clamp(now, ev)
+	at := eventTime(ev, now)
+	t.wm.observe(ev.Source, at, now)
 	beforeCrash := t.beforeCrash(now, ev)
 	if ev.Stage == imsemconv.StagePersist && ev.HasSeq && ev.ConversationID != "" && !beforeCrash {
 		// A seq persisted before a crash may have been seen and lost with it: the seq
 		// baseline restarts after the crash instead of reporting it as missing.
-		t.observeSeq(now, ev)
+		t.observeSeq(at, ev)
 	}
 	m := t.lookup(ev.MessageID)
+	if m != nil && ev.Stage != imsemconv.StageSend {
+		// An event stamped after its message's deadline did not happen in time, whenever
+		// it arrives: the deadline is applied first, as the watermark would have.
+		for m != nil && at > m.deadline {
+			if t.expire(m) {
+				m = nil
+			}
+		}
+	}
 	if m == nil {
 		h := t.hash(ev.MessageID)
 		if d, ok := t.decided[h]; ok {
-			return t.afterDecision(h, d, ev)
+			return t.afterDecision(h, d, ev, at)
 		}
-		m = t.insert(now, ev)
+		m = t.insert(at, ev)
 	} else if m.conv == nil && ev.ConversationID != "" {
-		t.attach(m, t.conversation(ev.ConversationID, now))
+		t.attach(m, t.conversation(ev.ConversationID))
 	}
 	if m.conv != nil {
 		t.touch(m.conv)
@@ -352,16 +383,68 @@ func (t *Tracker) Apply(now int64, ev *event.Event) (duplicate bool) {
 		// it lost on missing evidence.
 		m.seen |= seenUncertain
 	}
-	dup := t.update(m, ev)
+	dup := t.update(m, ev, at)
 	if m.seen&evidence == evidence && t.allAcked(m) {
 		// Decide as soon as the evidence is complete: send gives the latency, the
 		// message-level push the expected fan-out. A per-device push (an offline push) is
 		// not enough: deciding on the devices seen so far would call the message delivered
 		// before the other recipients ack, and make their deliveries look like duplicates.
 		// Without the evidence the deadline decides.
-		t.decide(m, now)
+		t.decide(m)
 	}
 	return dup
+}
+
+// eventTime is the time an event happened: a span's end (a send's start is its send time,
+// kept separately), a log record's timestamp, or — without any — its arrival.
+func eventTime(ev *event.Event, now int64) int64 {
+	switch {
+	case ev.End > 0:
+		return ev.End
+	case ev.Start > 0:
+		return ev.Start
+	}
+	return now
+}
+
+// clamp pulls timestamps from the collector's future back to now + MaxClockSkew: a service
+// whose clock runs ahead must not push the watermark past messages still in flight.
+func (t *Tracker) clamp(now int64, ev *event.Event) {
+	limit := now + int64(t.cfg.MaxClockSkew)
+	ev.Start = min(ev.Start, limit)
+	ev.End = min(ev.End, limit)
+}
+
+// deadlineOf is the event time at which m is due: its send time, else its earliest event's,
+// plus ack_timeout, or offline_timeout once it waits for an offline recipient.
+func (t *Tracker) deadlineOf(m *message) int64 {
+	base := m.sendTime()
+	if base == 0 {
+		base = m.firstSeen
+	}
+	if m.flags&msgInOfflineQueue != 0 {
+		return base + int64(t.cfg.OfflineTimeout)
+	}
+	return base + int64(t.cfg.AckTimeout)
+}
+
+func (t *Tracker) reschedule(m *message) {
+	if d := t.deadlineOf(m); d != m.deadline {
+		m.deadline = d
+		t.due.update(m)
+	}
+}
+
+// expire applies m's passed deadline: a message waiting for an offline recipient moves on to
+// the offline deadline (false); any other is decided (true).
+func (t *Tracker) expire(m *message) (decided bool) {
+	if m.flags&msgInOfflineQueue == 0 && !t.allAcked(m) && t.offlinePending(m) {
+		m.flags |= msgInOfflineQueue
+		t.reschedule(m)
+		return false
+	}
+	t.decide(m)
+	return true
 }
 
 func bit(s imsemconv.Stage) uint8 { return 1 << s }
@@ -377,21 +460,22 @@ const seenUncertain uint8 = 1 << 6
 
 const evidence = 1<<imsemconv.StageSend | seenFanout
 
-func (t *Tracker) insert(now int64, ev *event.Event) *message {
-	for t.Len() >= t.cfg.MaxMessages && t.evictOldest(now) {
+func (t *Tracker) insert(at int64, ev *event.Event) *message {
+	for t.Len() >= t.cfg.MaxMessages && t.evictEarliest() {
 	}
 	var c *conversation
 	if ev.ConversationID != "" {
-		c = t.conversation(ev.ConversationID, now)
+		c = t.conversation(ev.ConversationID)
 		if c.count >= t.cfg.MaxPerConversation {
-			t.evict(c.head, now)
+			t.evict(c.head)
 			// The eviction may have dropped an empty conversation without a seq baseline.
-			c = t.conversation(ev.ConversationID, now)
+			c = t.conversation(ev.ConversationID)
 		}
 	}
-	m := &message{id: ev.MessageID, firstSeen: now, sink: ev.Sink, sendDelta: noTime, ackDelta: noTime}
+	m := &message{id: ev.MessageID, firstSeen: at, sink: ev.Sink, sendDelta: noTime, ackDelta: noTime}
+	m.deadline = t.deadlineOf(m)
 	t.ids.put(m)
-	t.main.push(m)
+	t.due.push(m)
 	if c != nil {
 		t.attach(m, c)
 	}
@@ -436,7 +520,13 @@ func (t *Tracker) detach(m *message) {
 	}
 }
 
-func (t *Tracker) update(m *message, ev *event.Event) (duplicate bool) {
+func (t *Tracker) update(m *message, ev *event.Event, at int64) (duplicate bool) {
+	m.noteTime(at)
+	if ev.Stage == imsemconv.StageSend {
+		m.noteTime(ev.Start)
+		m.noteSend(ev.Start)
+	}
+	t.reschedule(m)
 	b := bit(ev.Stage)
 	m.seen |= b
 	if ev.Failed {
@@ -449,8 +539,6 @@ func (t *Tracker) update(m *message, ev *event.Event) (duplicate bool) {
 		m.traceID = ev.TraceID
 	}
 	switch ev.Stage {
-	case imsemconv.StageSend:
-		m.noteSend(ev.Start)
 	case imsemconv.StagePush:
 		if ev.Fanout > m.fanout {
 			m.fanout = ev.Fanout
@@ -636,36 +724,32 @@ func (t *Tracker) offlinePending(m *message) bool {
 // service down for ack_timeout) is emitted in batches instead of one huge allocation.
 const TickBudget = 4096
 
-// Tick decides the messages and gaps whose time is up at now. It stops once TickBudget
-// outcomes are pending and reports whether more are due: call TakeOutcomes and Tick again.
+// Tick decides, at collector time now, the messages and gaps whose deadline the watermark
+// (or, when it lags the collector's clock by more than MaxSourceLag, the cap) has passed. It
+// stops once TickBudget outcomes are pending and reports whether more are due: call
+// TakeOutcomes and Tick again.
 func (t *Tracker) Tick(now int64) (more bool) {
-	ack, offline := int64(t.cfg.AckTimeout), int64(t.cfg.OfflineTimeout)
-	for m := t.main.head; m != nil && m.firstSeen+ack <= now; m = t.main.head {
+	w := t.wm.advance(now)
+	limit := max(w, t.forcedLimit(now))
+	for m := t.due.min(); m != nil && m.deadline <= limit; m = t.due.min() {
 		if len(t.out) >= TickBudget {
 			return true
 		}
-		if !t.allAcked(m) && t.offlinePending(m) {
-			// An offline recipient is waiting in the offline queue, not lost (yet).
-			t.main.remove(m)
-			m.flags |= msgInOfflineQueue
-			t.offline.push(m)
-			continue
+		forced := m.deadline > w
+		if t.expire(m) && forced {
+			t.counters.Forced++
 		}
-		t.decide(m, now)
-	}
-	for m := t.offline.head; m != nil && m.firstSeen+offline <= now; m = t.offline.head {
-		if len(t.out) >= TickBudget {
-			return true
-		}
-		t.decide(m, now)
 	}
 	for c := t.gapHead; c != nil; {
 		if len(t.out) >= TickBudget {
 			return true
 		}
 		next := c.gapNext
-		t.scratch = c.seq.Expire(now, t.scratch[:0])
+		t.scratch = c.seq.Expire(limit, t.scratch[:0])
 		for _, r := range t.scratch {
+			if r.Deadline > w {
+				t.counters.Forced++
+			}
 			t.emitGap(c, r)
 		}
 		if !c.seq.Pending() {
@@ -676,10 +760,28 @@ func (t *Tracker) Tick(now int64) (more bool) {
 	return false
 }
 
+// forcedLimit is the deadline up to which verdicts go ahead without the watermark: the
+// collector's clock minus MaxSourceLag, once the collector has been up that long (so a
+// restart gives the services' backlog that long to arrive).
+func (t *Tracker) forcedLimit(now int64) int64 {
+	lag := int64(t.cfg.MaxSourceLag)
+	if now-t.wm.start < lag {
+		return noWatermark
+	}
+	return now - lag
+}
+
+// Watermark is the event time (unix ns) up to which verdicts have been made on complete
+// telemetry, as of the last Tick; noWatermark (math.MinInt64) before the first.
+func (t *Tracker) Watermark() int64 { return t.wm.current }
+
+// ActiveSources counts the sources heard within SourceIdleTimeout of now.
+func (t *Tracker) ActiveSources(now int64) int { return t.wm.active(now) }
+
 const originStages = 1<<imsemconv.StageSend | 1<<imsemconv.StagePersist | 1<<imsemconv.StagePush
 
-// decide settles a message whose evidence is complete or whose time is up.
-func (t *Tracker) decide(m *message, now int64) {
+// decide settles a message whose evidence is complete or whose deadline passed.
+func (t *Tracker) decide(m *message) {
 	if m.seen&originStages == 0 {
 		// Only deliver/ack were seen: the message's history began before we could see it
 		// (a restart without storage, or events older than the decided-cache memory).
@@ -697,7 +799,7 @@ func (t *Tracker) decide(m *message, now int64) {
 			o.HasLatency = true
 		}
 		if o.End == 0 {
-			o.End = now
+			o.End = m.deadline
 		}
 		t.out = append(t.out, o)
 		undelivered := 0
@@ -728,16 +830,23 @@ func (t *Tracker) decide(m *message, now int64) {
 			}
 		}
 	}
-	t.lose(m, now, stage, reason, lostDevices, dev)
+	if reason == imsemconv.ReasonAckTimeout {
+		t.noteRetractable(m)
+	}
+	t.lose(m, imsemconv.OutcomeLost, stage, reason, lostDevices, dev)
 }
 
-func (t *Tracker) lose(m *message, now int64, stage imsemconv.Stage, reason imsemconv.LossReason, lostDevices int, dev string) {
-	o := t.base(m, imsemconv.OutcomeLost, stage, reason)
-	o.End = now
+func (t *Tracker) lose(m *message, outcome imsemconv.Outcome, stage imsemconv.Stage, reason imsemconv.LossReason, lostDevices int, dev string) {
+	o := t.base(m, outcome, stage, reason)
+	o.End = m.deadline
 	o.LostDevices = lostDevices
 	o.DeviceID = dev
 	t.out = append(t.out, o)
-	t.remember(m, decided{outcome: decidedLost, stage: stage, reason: reasonCode(reason)})
+	code := decidedLost
+	if outcome == imsemconv.OutcomeUntracked {
+		code = decidedUntracked
+	}
+	t.remember(m, decided{outcome: code, stage: stage, reason: reasonCode(reason)})
 	t.remove(m)
 }
 
@@ -799,31 +908,26 @@ func (t *Tracker) lossStage(m *message) (imsemconv.Stage, int, string) {
 	return lowest, missing, dev
 }
 
-func (t *Tracker) evict(m *message, now int64) {
+// evict stops following m at a state limit: the collector's limit, not the customer's loss,
+// so it is reported as untracked.
+func (t *Tracker) evict(m *message) {
 	t.counters.Evicted[EvictedMessage]++
 	stage, lostDevices, dev := t.lossStage(m)
-	t.lose(m, now, stage, imsemconv.ReasonEvicted, lostDevices, dev)
+	t.lose(m, imsemconv.OutcomeUntracked, stage, imsemconv.ReasonEvicted, lostDevices, dev)
 }
 
-// evictOldest evicts the message seen first, from either queue; false when both are empty.
-func (t *Tracker) evictOldest(now int64) bool {
-	m := t.main.head
-	if o := t.offline.head; o != nil && (m == nil || o.firstSeen <= m.firstSeen) {
-		m = o
-	}
+// evictEarliest evicts the message due first; false when none is in flight.
+func (t *Tracker) evictEarliest() bool {
+	m := t.due.min()
 	if m == nil {
 		return false
 	}
-	t.evict(m, now)
+	t.evict(m)
 	return true
 }
 
 func (t *Tracker) remove(m *message) {
-	if m.flags&msgInOfflineQueue != 0 {
-		t.offline.remove(m)
-	} else {
-		t.main.remove(m)
-	}
+	t.due.remove(m)
 	t.detach(m)
 	t.ids.remove(m)
 	if m.flags&msgHasExtra != 0 {
@@ -848,6 +952,7 @@ func (t *Tracker) rememberHash(h uint64, d decided) {
 	if t.ringLen == len(t.decidedRing) {
 		oldest := t.decidedRing[t.ringStart]
 		delete(t.decided, oldest)
+		delete(t.retract, oldest)
 		t.ringStart = (t.ringStart + 1) % len(t.decidedRing)
 		t.ringLen--
 		t.counters.Evicted[EvictedDecided]++
@@ -857,7 +962,7 @@ func (t *Tracker) rememberHash(h uint64, d decided) {
 	t.decided[h] = d
 }
 
-func (t *Tracker) afterDecision(h uint64, d decided, ev *event.Event) bool {
+func (t *Tracker) afterDecision(h uint64, d decided, ev *event.Event, at int64) bool {
 	switch d.outcome {
 	case decidedDelivered:
 		if ev.Stage == imsemconv.StageDeliver && !ev.Failed {
@@ -875,11 +980,13 @@ func (t *Tracker) afterDecision(h uint64, d decided, ev *event.Event) bool {
 			return true
 		}
 	case decidedLost:
-		if !d.late {
+		retracted := t.lateAck(h, ev, at)
+		if !d.late || retracted {
 			d.late = true
 			t.decided[h] = d
 			t.out = append(t.out, Outcome{
 				Outcome: imsemconv.OutcomeLate, Stage: ev.Stage, LossStage: d.stage, Reason: reasons[d.reason],
+				Retracted: retracted,
 				MessageID: ev.MessageID, ConversationID: ev.ConversationID, DeviceID: ev.DeviceID,
 				TraceID: ev.TraceID, Start: ev.Start, End: ev.End, Sink: ev.Sink,
 			})
@@ -890,13 +997,13 @@ func (t *Tracker) afterDecision(h uint64, d decided, ev *event.Event) bool {
 
 // conversation returns the conversation, creating it (and evicting the least recently
 // active one when full) if needed, and marks it active.
-func (t *Tracker) conversation(id string, now int64) *conversation {
+func (t *Tracker) conversation(id string) *conversation {
 	if c := t.convs[id]; c != nil {
 		t.touch(c)
 		return c
 	}
 	if len(t.convs) >= t.cfg.MaxConversations && t.lruHead != nil {
-		t.evictConversation(t.lruHead, now)
+		t.evictConversation(t.lruHead)
 	}
 	c := &conversation{id: id}
 	t.convs[id] = c
@@ -904,7 +1011,7 @@ func (t *Tracker) conversation(id string, now int64) *conversation {
 	return c
 }
 
-func (t *Tracker) evictConversation(c *conversation, now int64) {
+func (t *Tracker) evictConversation(c *conversation) {
 	t.counters.Evicted[EvictedConversation]++
 	if n := len(c.seq.OpenRanges()); n > 0 {
 		t.counters.Evicted[EvictedSeqGap] += int64(n)
@@ -912,7 +1019,7 @@ func (t *Tracker) evictConversation(c *conversation, now int64) {
 	// Its messages cannot stay: the per-conversation bookkeeping is going away. They are
 	// the least recently active anyway.
 	for c.head != nil {
-		t.evict(c.head, now)
+		t.evict(c.head)
 		if t.convs[c.id] != c {
 			return // evict dropped the conversation already
 		}
@@ -994,9 +1101,11 @@ func (t *Tracker) unlinkGap(c *conversation) {
 	c.gapPrev, c.gapNext, c.inGapList = nil, nil, false
 }
 
-func (t *Tracker) observeSeq(now int64, ev *event.Event) {
-	c := t.conversation(ev.ConversationID, now)
-	res := c.seq.Observe(ev.Seq, now, int64(t.cfg.ReorderWindow), t.cfg.MaxGap, ev.Sink)
+// observeSeq feeds a persisted seq, stamped at, to its conversation's gap detector: a gap it
+// opens is confirmed once the watermark passes at + reorder_window.
+func (t *Tracker) observeSeq(at int64, ev *event.Event) {
+	c := t.conversation(ev.ConversationID)
+	res := c.seq.Observe(ev.Seq, at, int64(t.cfg.ReorderWindow), t.cfg.MaxGap, ev.Sink)
 	if res.Anomaly {
 		t.counters.SeqGaps++
 		t.out = append(t.out, Outcome{

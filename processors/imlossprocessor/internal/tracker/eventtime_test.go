@@ -1,0 +1,345 @@
+package tracker
+
+import (
+	"cmp"
+	"fmt"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/imcol/imcol/components/imsemconv"
+	"github.com/imcol/imcol/processors/imlossprocessor/internal/event"
+)
+
+const (
+	idleTO = 10 * time.Second
+	maxLag = 2 * time.Minute
+)
+
+// eventTimeConfig is the production time model: verdicts wait for the watermark.
+func eventTimeConfig() Config {
+	cfg := testConfig()
+	cfg.AllowedLateness = 0
+	cfg.SourceIdleTimeout = idleTO
+	cfg.MaxSourceLag = maxLag
+	cfg.MaxClockSkew = time.Minute
+	return cfg
+}
+
+func from(src string) func(*event.Event) { return func(e *event.Event) { e.Source = src } }
+
+// arrival is one event and the collector time it reaches the tracker.
+type arrival struct {
+	at int64
+	ev *event.Event
+}
+
+// lifecycleOf is one message's lifecycle the way the testbed's services report it: im-msg
+// sends, im-transfer persists, im-push pushes, im-gateway delivers and acks. Each event
+// arrives at its own time plus its source's lag. upTo is the last stage that happened.
+func lifecycleOf(msg string, at int64, upTo imsemconv.Stage, lag map[string]time.Duration) []arrival {
+	sources := map[imsemconv.Stage]string{
+		imsemconv.StageSend: "im-msg", imsemconv.StagePersist: "im-transfer", imsemconv.StagePush: "im-push",
+		imsemconv.StageDeliver: "im-gateway", imsemconv.StageAck: "im-gateway",
+	}
+	var out []arrival
+	for _, s := range imsemconv.Stages {
+		if s > upTo {
+			break
+		}
+		stamp := at + int64(s-imsemconv.StageSend)*10*ms
+		o := []func(*event.Event){from(sources[s])}
+		switch s {
+		case imsemconv.StagePush:
+			o = append(o, fanout(1))
+		case imsemconv.StageDeliver, imsemconv.StageAck:
+			o = append(o, dev("d1"))
+		}
+		out = append(out, arrival{stamp + int64(lag[sources[s]]), ev(s, msg, stamp, o...)})
+	}
+	return out
+}
+
+// simulate delivers the arrivals in collector-time order, ticking every second until end,
+// and returns every outcome by message; Start is overwritten with the collector time the
+// outcome was decided at.
+func simulate(tr *Tracker, arrivals []arrival, end int64) map[string][]Outcome {
+	slices.SortStableFunc(arrivals, func(a, b arrival) int { return cmp.Compare(a.at, b.at) })
+	got := map[string][]Outcome{}
+	collect := func(now int64) {
+		for _, o := range tr.TakeOutcomes() {
+			o.Start = now
+			got[o.MessageID] = append(got[o.MessageID], o)
+		}
+	}
+	for now := t0; now <= end; now += sec {
+		for len(arrivals) > 0 && arrivals[0].at <= now {
+			tr.Apply(arrivals[0].at, arrivals[0].ev)
+			arrivals = arrivals[1:]
+			collect(now)
+		}
+		tr.Tick(now)
+		collect(now)
+	}
+	return got
+}
+
+func msgID(i int) string { return fmt.Sprintf("m%03d", i) }
+
+// stream is one message a second for n seconds; the listed ones stop after push.
+func stream(n int, lost map[int]bool, lag map[string]time.Duration) []arrival {
+	var all []arrival
+	for i := range n {
+		upTo := imsemconv.StageAck
+		if lost[i] {
+			upTo = imsemconv.StagePush
+		}
+		all = append(all, lifecycleOf(msgID(i), t0+int64(i)*sec, upTo, lag)...)
+	}
+	return all
+}
+
+func lagOf(lag map[string]time.Duration) time.Duration {
+	var most time.Duration
+	for _, l := range lag {
+		most = max(most, l)
+	}
+	return most
+}
+
+func TestLaggingSourceHoldsVerdicts(t *testing.T) {
+	for _, lag := range []map[string]time.Duration{
+		{"im-gateway": 2 * ackTO}, // the ack reporter
+		{"im-push": 2 * ackTO},
+		{"im-msg": 2 * ackTO, "im-transfer": 2 * ackTO, "im-push": 2 * ackTO, "im-gateway": 2 * ackTO},
+	} {
+		cfg := eventTimeConfig()
+		// Longer than the lag: a source that lags from the start is heard within it.
+		cfg.SourceIdleTimeout = 3 * ackTO
+		tr := New(cfg)
+		const n, lostOne = 200, 50
+		got := simulate(tr, stream(n, map[int]bool{lostOne: true}, lag), t0+n*sec)
+		deadline := t0 + lostOne*sec + int64(ackTO)
+		for i := range n - 3*int(ackTO/time.Second) { // the end of the run is still pending
+			outs := got[msgID(i)]
+			require.Len(t, outs, 1, "%s with lag %v", msgID(i), lag)
+			if i == lostOne {
+				assert.Equal(t, imsemconv.OutcomeLost, outs[0].Outcome)
+				assert.Equal(t, imsemconv.StagePush, outs[0].Stage)
+				assert.LessOrEqual(t, outs[0].Start, deadline+int64(lagOf(lag))+2*sec, "deadline + lag + 2 ticks")
+				continue
+			}
+			assert.Equal(t, imsemconv.OutcomeDelivered, outs[0].Outcome, "%s with lag %v", msgID(i), lag)
+		}
+		assert.Zero(t, tr.TakeCounters().Forced)
+	}
+}
+
+// TestSameLagOnTheCollectorClockIsAFalseLoss shows what the watermark prevents: with no lag
+// allowed (the collector's clock decides) the lagging acks come too late.
+func TestSameLagOnTheCollectorClockIsAFalseLoss(t *testing.T) {
+	cfg := eventTimeConfig()
+	cfg.MaxSourceLag = 0
+	got := simulate(New(cfg), stream(100, nil, map[string]time.Duration{"im-gateway": 2 * ackTO}), t0+100*sec)
+	falseLosses := 0
+	for _, outs := range got {
+		if outs[0].Outcome == imsemconv.OutcomeLost {
+			falseLosses++
+		}
+	}
+	assert.Positive(t, falseLosses)
+}
+
+func TestSilentSourceLeavesTheMinimum(t *testing.T) {
+	tr := New(eventTimeConfig())
+	const n, dies = 150, 60 // the gateway dies at second 60: no deliver, no ack any more
+	var all []arrival
+	for i := range n {
+		upTo := imsemconv.StageAck
+		if i >= dies {
+			upTo = imsemconv.StagePush
+		}
+		all = append(all, lifecycleOf(msgID(i), t0+int64(i)*sec, upTo, nil)...)
+	}
+	got := simulate(tr, all, t0+n*sec)
+	for i := range n - int((ackTO+idleTO)/time.Second) - 2 {
+		outs := got[msgID(i)]
+		require.Len(t, outs, 1, msgID(i))
+		if i < dies {
+			assert.Equal(t, imsemconv.OutcomeDelivered, outs[0].Outcome, msgID(i))
+			continue
+		}
+		assert.Equal(t, imsemconv.OutcomeLost, outs[0].Outcome, msgID(i))
+		first := t0 + int64(i)*sec
+		assert.LessOrEqual(t, outs[0].Start, first+int64(ackTO)+int64(idleTO)+sec, "ack_timeout + source_idle_timeout + tick")
+	}
+}
+
+func TestNoSourceActiveHoldsTheWatermark(t *testing.T) {
+	tr := New(eventTimeConfig())
+	simulate(tr, stream(40, nil, nil), t0+40*sec)
+	lifecycle(tr, "stuck", t0+40*sec, imsemconv.StagePush, from("im-msg"))
+	tr.TakeOutcomes()
+	// Nothing arrives any more (a blocked pipeline looks the same): no verdict until the cap.
+	last := t0 + 40*sec
+	tr.Tick(last + int64(ackTO) + int64(maxLag) - sec)
+	assert.Empty(t, tr.TakeOutcomes())
+	tr.Tick(last + int64(ackTO) + int64(maxLag) + sec)
+	out := tr.TakeOutcomes()
+	require.Len(t, out, 1)
+	assert.Equal(t, imsemconv.OutcomeLost, out[0].Outcome)
+	assert.Equal(t, int64(1), tr.TakeCounters().Forced)
+}
+
+func TestAckAfterTheDeadlineIsLateWhateverTheArrival(t *testing.T) {
+	tr := New(eventTimeConfig())
+	lifecycle(tr, "m1", t0, imsemconv.StageDeliver, from("svc"))
+	// The ack happened after ack_timeout, and arrives before any watermark passed the deadline.
+	lateAck := t0 + int64(ackTO) + sec
+	tr.Apply(t0+sec, ev(imsemconv.StageAck, "m1", lateAck, dev("d1"), from("svc")))
+	out := tr.TakeOutcomes()
+	require.Len(t, out, 2)
+	assert.Equal(t, imsemconv.OutcomeLost, out[0].Outcome)
+	assert.Equal(t, imsemconv.StageDeliver, out[0].Stage)
+	assert.Equal(t, imsemconv.OutcomeLate, out[1].Outcome)
+	assert.False(t, out[1].Retracted)
+}
+
+func TestDeadlinesInEventTimeOrder(t *testing.T) {
+	cfg := eventTimeConfig()
+	cfg.SourceIdleTimeout = time.Hour
+	tr := New(cfg)
+	// The later message arrives first: a FIFO would block the earlier one behind it.
+	lifecycle(tr, "later", t0+20*sec, imsemconv.StagePush, from("a"))
+	lifecycle(tr, "earlier", t0, imsemconv.StagePush, from("b"))
+	tr.wm.start = t0 - int64(time.Hour) // past the start-up hold
+	tr.Apply(t0, ev(imsemconv.StagePersist, "x", t0+int64(ackTO)+sec, from("a")))
+	tr.Apply(t0, ev(imsemconv.StagePersist, "y", t0+int64(ackTO)+sec, from("b")))
+	tr.Tick(t0)
+	out := tr.TakeOutcomes()
+	require.Len(t, out, 1)
+	assert.Equal(t, "earlier", out[0].MessageID)
+}
+
+func TestFutureTimestampsAreClamped(t *testing.T) {
+	tr := New(eventTimeConfig())
+	tr.Apply(t0, ev(imsemconv.StageSend, "m1", t0+int64(time.Hour), from("fast-clock")))
+	assert.Equal(t, t0+int64(time.Minute)+int64(ackTO), tr.due.min().deadline)
+}
+
+func TestStartupHoldWaitsForLateSources(t *testing.T) {
+	// The gateway's acks lag by 8 s from the start, beyond ack_timeout.
+	cfg := eventTimeConfig()
+	cfg.AckTimeout = 5 * time.Second
+	got := simulate(New(cfg), stream(40, nil, map[string]time.Duration{"im-gateway": 8 * time.Second}), t0+40*sec)
+	require.NotEmpty(t, got)
+	for id, outs := range got {
+		assert.Equal(t, imsemconv.OutcomeDelivered, outs[0].Outcome, id)
+	}
+}
+
+func TestRetractionNeedsEveryMissingDevice(t *testing.T) {
+	tr := New(testConfig())
+	tr.Apply(t0, ev(imsemconv.StageSend, "g", t0))
+	tr.Apply(t0, ev(imsemconv.StagePush, "g", t0, fanout(2)))
+	tr.Tick(t0 + int64(ackTO))
+	require.Len(t, tr.TakeOutcomes(), 1)
+	later := t0 + int64(ackTO) + sec
+	tr.Apply(later, ev(imsemconv.StageAck, "g", t0+ms, dev("d1")))
+	tr.Apply(later, ev(imsemconv.StageAck, "g", t0+ms, dev("d1"))) // repeated
+	out := tr.TakeOutcomes()
+	require.Len(t, out, 1)
+	assert.False(t, out[0].Retracted, "one of two devices")
+	tr.Apply(later, ev(imsemconv.StageAck, "g", t0+2*ms, dev("d2")))
+	out = tr.TakeOutcomes()
+	require.Len(t, out, 1)
+	assert.True(t, out[0].Retracted)
+
+	// An ack stamped after the deadline proves the loss.
+	tr.Apply(t0, ev(imsemconv.StageSend, "h", t0))
+	tr.Apply(t0, ev(imsemconv.StagePush, "h", t0, fanout(2)))
+	tr.Tick(t0 + int64(ackTO))
+	tr.Apply(later, ev(imsemconv.StageAck, "h", t0+ms, dev("d1")))
+	tr.Apply(later, ev(imsemconv.StageAck, "h", later, dev("d2")))
+	for _, o := range tr.TakeOutcomes() {
+		assert.False(t, o.Retracted, o.Outcome)
+	}
+}
+
+func TestSourcesAreBounded(t *testing.T) {
+	cfg := eventTimeConfig()
+	cfg.MaxSources = 3
+	tr := New(cfg)
+	for i := range 10 {
+		tr.Apply(t0, ev(imsemconv.StageSend, "m", t0, from(time.Duration(i).String())))
+	}
+	assert.Len(t, tr.wm.byKey, 3)
+	assert.Equal(t, int64(7), tr.TakeCounters().Evicted[EvictedSource])
+}
+
+func TestRestoreAfterDowntimeWaitsForTheBacklog(t *testing.T) {
+	tr := New(eventTimeConfig())
+	lifecycle(tr, "m1", t0, imsemconv.StagePush, trace(9), from("svc"))
+	tr.Apply(t0, ev(imsemconv.StagePersist, "p1", t0, seq(10), from("svc")))
+	tr.Apply(t0, ev(imsemconv.StagePersist, "p3", t0, seq(12), from("svc")))
+	snap := tr.Snapshot(t0, Final)
+
+	restartAt := t0 + int64(time.Hour) // down for an hour; the services kept their telemetry
+	tr2 := New(eventTimeConfig())
+	st, err := tr2.Restore(snap, restartAt)
+	require.NoError(t, err)
+	assert.Equal(t, 3, st.Messages)
+	tr2.Tick(restartAt + sec)
+	assert.Empty(t, tr2.TakeOutcomes(), "downtime does not count against deadlines")
+
+	// The backlog arrives, stamped when it happened.
+	tr2.Apply(restartAt+2*sec, ev(imsemconv.StageDeliver, "m1", t0+30*ms, dev("d1"), from("svc")))
+	tr2.Apply(restartAt+2*sec, ev(imsemconv.StageAck, "m1", t0+40*ms, dev("d1"), from("svc")))
+	out := tr2.TakeOutcomes()
+	require.Len(t, out, 1)
+	assert.Equal(t, imsemconv.OutcomeDelivered, out[0].Outcome)
+	assert.Equal(t, byte(9), out[0].TraceID[0])
+
+	// The services catch up to the present: the gap and the two persists are decided.
+	tr2.Apply(restartAt+3*sec, ev(imsemconv.StageSend, "now", restartAt, from("svc")))
+	tr2.Tick(restartAt + int64(idleTO) + sec)
+	var reasons []imsemconv.LossReason
+	for _, o := range tr2.TakeOutcomes() {
+		reasons = append(reasons, o.Reason)
+	}
+	assert.ElementsMatch(t, []imsemconv.LossReason{imsemconv.ReasonAckTimeout, imsemconv.ReasonAckTimeout, imsemconv.ReasonSeqGap}, reasons)
+	assert.Zero(t, tr2.TakeCounters().Forced)
+}
+
+// TestRestoreReadsVersion2 loads a snapshot written by the collector-clock tracker (before
+// event time): its messages, gap and decided memory come back.
+func TestRestoreReadsVersion2(t *testing.T) {
+	data, err := os.ReadFile("testdata/snapshot-v2.bin")
+	require.NoError(t, err)
+	tr := New(testConfig())
+	st, err := tr.Restore(data, t0+sec)
+	require.NoError(t, err)
+	assert.Equal(t, 2, st.Version)
+	assert.Equal(t, 3, st.Messages)
+	assert.Equal(t, 2, st.Decided)
+	assert.True(t, tr.Apply(t0+sec, ev(imsemconv.StageDeliver, "d1", t0, dev("d1"))), "a duplicate of the delivered one")
+	tr.Apply(t0+sec, ev(imsemconv.StageAck, "d2", t0, dev("d1")))
+	out := tr.TakeOutcomes()
+	require.Len(t, out, 2)
+	assert.Equal(t, imsemconv.OutcomeLate, out[1].Outcome, "a late event of the lost one")
+	tr.Tick(t0 + int64(offTO) + sec)
+	var outcomes []string
+	for _, o := range tr.TakeOutcomes() {
+		outcomes = append(outcomes, o.MessageID+"/"+string(o.Reason))
+	}
+	assert.ElementsMatch(t, []string{"m1/ack_timeout", "m2/ack_timeout", "m3/ack_timeout", "/seq_gap"}, outcomes)
+
+	// Written again, it is version 3 and reads back the same.
+	again, err := New(testConfig()).Restore(tr.Snapshot(t0, Final), t0)
+	require.NoError(t, err)
+	assert.Equal(t, 3, again.Version)
+}

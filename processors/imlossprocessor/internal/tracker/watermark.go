@@ -1,0 +1,134 @@
+package tracker
+
+import "math"
+
+// noWatermark is the watermark before any source has passed the start-up hold.
+const noWatermark = math.MinInt64
+
+// source is one telemetry source (a service instance): how far its events have got in
+// event time, and when (collector time) it was last heard.
+type source struct {
+	key        string
+	latest     int64 // latest event time seen, unix ns
+	lastHeard  int64 // collector time of its last event, unix ns
+	prev, next *source
+}
+
+// watermarks follows every source's progress in event time. The watermark is the event time
+// up to which every active source is believed complete: the minimum over the sources heard
+// within idleTimeout of (latest event time − lateness), never moving back. A source that went
+// silent (a crashed service) leaves the minimum after idleTimeout; while no source is active
+// the watermark holds (nothing arriving at all is what a blocked pipeline looks like).
+type watermarks struct {
+	lateness, idleTimeout int64
+	maxSources            int
+
+	byKey      map[string]*source
+	head, tail *source // least recently heard first
+	last       *source // the previous event's source: batches come from one resource
+
+	start   int64 // collector time of the first call; 0 before it
+	current int64
+	evicted int64
+}
+
+func newWatermarks(lateness, idleTimeout int64, maxSources int) watermarks {
+	return watermarks{
+		lateness: lateness, idleTimeout: idleTimeout, maxSources: maxSources,
+		byKey: make(map[string]*source), current: noWatermark,
+	}
+}
+
+// begin marks the collector time of the first call.
+func (w *watermarks) begin(now int64) {
+	if w.start == 0 {
+		w.start = now
+	}
+}
+
+// observe records an event of source key stamped at (collector time now).
+func (w *watermarks) observe(key string, at, now int64) {
+	w.begin(now)
+	s := w.last
+	if s == nil || s.key != key {
+		s = w.byKey[key]
+		if s == nil {
+			s = w.add(key, at)
+		}
+		w.last = s
+	}
+	s.latest = max(s.latest, at)
+	s.lastHeard = now
+	if w.tail != s {
+		w.unlink(s)
+		w.pushBack(s)
+	}
+}
+
+func (w *watermarks) add(key string, at int64) *source {
+	if len(w.byKey) >= w.maxSources {
+		// The least recently heard source is the one most likely gone for good.
+		oldest := w.head
+		w.unlink(oldest)
+		delete(w.byKey, oldest.key)
+		if w.last == oldest {
+			w.last = nil
+		}
+		w.evicted++
+	}
+	s := &source{key: key, latest: at}
+	w.byKey[key] = s
+	w.pushBack(s)
+	return s
+}
+
+// advance recomputes the watermark at collector time now and returns it. Nothing is decided
+// by watermark during the first idleTimeout after start: a source whose telemetry lags from
+// the start must be heard before the others may move the watermark past its messages.
+func (w *watermarks) advance(now int64) int64 {
+	w.begin(now)
+	if now-w.start < w.idleTimeout {
+		return w.current
+	}
+	low, active := int64(math.MaxInt64), false
+	for s := w.tail; s != nil && now-s.lastHeard <= w.idleTimeout; s = s.prev {
+		low, active = min(low, s.latest-w.lateness), true
+	}
+	if active && low > w.current {
+		w.current = low
+	}
+	return w.current
+}
+
+// active counts the sources heard within idleTimeout of now.
+func (w *watermarks) active(now int64) int {
+	n := 0
+	for s := w.tail; s != nil && now-s.lastHeard <= w.idleTimeout; s = s.prev {
+		n++
+	}
+	return n
+}
+
+func (w *watermarks) pushBack(s *source) {
+	s.prev, s.next = w.tail, nil
+	if w.tail != nil {
+		w.tail.next = s
+	} else {
+		w.head = s
+	}
+	w.tail = s
+}
+
+func (w *watermarks) unlink(s *source) {
+	if s.prev != nil {
+		s.prev.next = s.next
+	} else if w.head == s {
+		w.head = s.next
+	}
+	if s.next != nil {
+		s.next.prev = s.prev
+	} else if w.tail == s {
+		w.tail = s.prev
+	}
+	s.prev, s.next = nil, nil
+}

@@ -1,0 +1,141 @@
+package imlossprocessor
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/storagetest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/processor/processortest"
+
+	"github.com/imcol/imcol/components/imsemconv"
+)
+
+// TestShutdownPastItsDeadlineStillStopsEverything: the next consumer blocks (an exporter
+// without a queue, a stalled backend); shutdown with a short deadline must return its error
+// promptly, end the emitter (goleak in TestMain checks it) and close the storage client.
+func TestShutdownPastItsDeadlineStillStopsEverything(t *testing.T) {
+	cfg := defaultCfg()
+	storageID := storagetest.NewStorageID("state")
+	cfg.Storage = &storageID
+	host := storagetest.NewStorageHost().WithFileBackedStorageExtension("state", t.TempDir())
+
+	entered := make(chan struct{})
+	var once sync.Once
+	blocked, err := consumer.NewLogs(func(ctx context.Context, _ plog.Logs) error {
+		once.Do(func() { close(entered) })
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	require.NoError(t, err)
+	f := &factory{shared: newSharedRuntimes(), clock: newFakeClock()}
+	p, err := f.processorFactory().CreateLogs(context.Background(), processortest.NewNopSettings(f.processorFactory().Type()), cfg, blocked)
+	require.NoError(t, err)
+	require.NoError(t, p.Start(context.Background(), host))
+	rt := onlyRuntime(t, f)
+
+	// A complete lifecycle is decided at once; its outcome record blocks in the next consumer,
+	// and so does the lifecycle data itself until the caller gives up.
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_ = p.ConsumeLogs(ctx, logsOf(time.Time{},
+		lc{stage: send, msg: "m", conv: "c"},
+		lc{stage: push, msg: "m", conv: "c", fanout: 1},
+		lc{stage: ack, msg: "m", conv: "c", dev: "d"},
+	))
+	<-entered
+
+	sctx, scancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer scancel()
+	start := time.Now()
+	require.ErrorIs(t, p.Shutdown(sctx), context.DeadlineExceeded)
+	assert.Less(t, time.Since(start), 5*time.Second)
+	_, err = rt.client.Get(context.Background(), "anything")
+	require.Error(t, err, "the storage client is closed")
+}
+
+// steppedClock is a fake clock whose wall time can jump (an NTP step) while the monotonic
+// time that Since measures goes on undisturbed, as Go's time.Now readings do.
+type steppedClock struct {
+	*clockwork.FakeClock
+	mu   sync.Mutex
+	step time.Duration
+}
+
+func (c *steppedClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.FakeClock.Now().Add(c.step)
+}
+
+func (c *steppedClock) jump(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.step += d
+}
+
+func TestWallClockStepExpiresNothing(t *testing.T) {
+	clk := &steppedClock{FakeClock: newFakeClock()}
+	cfg := defaultCfg() // verdicts on the collector's clock: the most exposed configuration
+	sink := new(consumertest.LogsSink)
+	f := &factory{shared: newSharedRuntimes(), clock: clk}
+	p, err := f.processorFactory().CreateLogs(context.Background(), processortest.NewNopSettings(f.processorFactory().Type()), cfg, sink)
+	require.NoError(t, err)
+	require.NoError(t, p.Start(context.Background(), componenttest.NewNopHost()))
+	defer func() { require.NoError(t, p.Shutdown(context.Background())) }()
+	rt := onlyRuntime(t, f)
+
+	require.NoError(t, p.ConsumeLogs(context.Background(), logsOf(time.Time{},
+		lc{stage: send, msg: "m", conv: "c"}, lc{stage: push, msg: "m", conv: "c", fanout: 1})))
+	rt.forceTick()
+	clk.jump(time.Hour)
+	rt.forceTick()
+	assert.Empty(t, outcomeLogs(sink), "an hour's wall-clock step is not an hour of waiting")
+
+	clk.Advance(cfg.AckTimeout)
+	rt.forceTick()
+	out := outcomeLogs(sink)
+	require.Len(t, out, 1)
+	assert.Equal(t, "lost", attr(out[0].Attributes(), imsemconv.AttrOutcome))
+}
+
+// TestLateRecordRetractsTheLoss: deliver and ack happened in time but reached the collector
+// after the loss was decided; the second late record takes the loss back.
+func TestLateRecordRetractsTheLoss(t *testing.T) {
+	cfg := defaultCfg()
+	h := newHarness(t, cfg, nil, nil)
+	defer h.shutdown()
+	h.sendLogs(lc{stage: send, msg: "m", conv: "c"}, lc{stage: push, msg: "m", conv: "c", fanout: 1})
+	h.advance(cfg.AckTimeout)
+	h.sendLogs(lc{stage: deliver, msg: "m", conv: "c", dev: "d", at: time.Second},
+		lc{stage: ack, msg: "m", conv: "c", dev: "d", at: time.Second})
+	h.advance(0)
+	var got []string
+	for _, r := range outcomeLogs(h.lsink) {
+		a := r.Attributes()
+		got = append(got, attr(a, imsemconv.AttrOutcome)+"@"+attr(a, imsemconv.AttrStage)+"/"+attr(a, imsemconv.AttrLossRetracted))
+	}
+	assert.Equal(t, []string{"lost@/", "late@deliver/", "late@ack/true"}, got)
+	spans := outcomeSpans(h.tsink)
+	require.Len(t, spans, 3)
+	assert.Equal(t, "Unset", spans[2].Status().Code().String(), "a retraction is not an error")
+}
+
+func onlyRuntime(t *testing.T, f *factory) *lossRuntime {
+	t.Helper()
+	f.shared.mu.Lock()
+	defer f.shared.mu.Unlock()
+	require.Len(t, f.shared.m, 1)
+	for _, e := range f.shared.m {
+		return e.rt
+	}
+	return nil
+}
