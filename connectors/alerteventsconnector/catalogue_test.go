@@ -257,7 +257,20 @@ func catalogueScenarios() []scenario {
 			alert: "IMLossTrackerEvicting", res: imcol, scope: promReceiverScope,
 			badFrom: 4, goodFrom: 6, horizon: 50,
 			points: func(i int, p phases) []point {
-				return []point{{name: "otelcol_processor_im_loss_evictions_total", kind: kindCounter, value: p.cum(i, 0, 5)}}
+				return []point{
+					{name: "otelcol_processor_im_loss_evictions_total", kind: kindCounter, attrs: map[string]string{"state": "message"}, value: p.cum(i, 0, 5)},
+					// Routine: the decided memory evicts on every decision once full.
+					{name: "otelcol_processor_im_loss_evictions_total", kind: kindCounter, attrs: map[string]string{"state": "decided"}, value: p.cum(i, 100, 100)},
+				}
+			},
+			wantLabels: map[string]string{"job": "imcol", "severity": "warning"},
+		},
+		{
+			alert: "IMLossVerdictsForced", res: imcol, scope: promReceiverScope,
+			badFrom: 4, goodFrom: 6, horizon: 50,
+			points: func(i int, p phases) []point {
+				return []point{{name: "otelcol_processor_im_loss_forced_decisions_total", kind: kindCounter,
+					attrs: map[string]string{"reason": "watermark_stalled"}, value: p.cum(i, 0, 2)}}
 			},
 			wantLabels: map[string]string{"job": "imcol", "severity": "warning"},
 		},
