@@ -238,10 +238,6 @@ func (cfg *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s must not be negative, got %s", d.key, d.v))
 		}
 	}
-	if cfg.MaxSourceLag > 0 && cfg.MaxSourceLag <= cfg.AllowedLateness {
-		// The cap would overtake the watermark on every message.
-		errs = append(errs, fmt.Errorf("max_source_lag (%s) must be longer than allowed_lateness (%s)", cfg.MaxSourceLag, cfg.AllowedLateness))
-	}
 	if cfg.OfflineTimeout > 0 && cfg.AckTimeout > 0 && cfg.OfflineTimeout <= cfg.AckTimeout {
 		errs = append(errs, fmt.Errorf("offline_timeout (%s) must be longer than ack_timeout (%s)", cfg.OfflineTimeout, cfg.AckTimeout))
 	}

@@ -67,8 +67,8 @@ func TestLoadConfig(t *testing.T) {
 		{
 			id: component.NewIDWithName(metadata.Type, "bad_time_model"),
 			wantErr: "source_idle_timeout must be positive, got 0s\n" +
+				"allowed_lateness must not be negative, got -1s\n" +
 				"max_clock_skew must not be negative, got -1s\n" +
-				"max_source_lag (2m0s) must be longer than allowed_lateness (3m0s)\n" +
 				"max_sources must be at least 1, got 0",
 		},
 		{

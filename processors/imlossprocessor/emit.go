@@ -22,7 +22,7 @@ func (r *lossRuntime) emitLoop() {
 			r.sinkAt(item.detach).detached = true
 		}
 		if len(item.outcomes) > 0 && !r.aborted() {
-			r.emit(item.outcomes)
+			r.emitting(func() { r.emit(item.outcomes) })
 		}
 		if item.done != nil {
 			close(item.done)

@@ -154,11 +154,12 @@ func TestCrashRestoresLastCheckpoint(t *testing.T) {
 	defer h2.shutdown()
 	require.Equal(t, 2, h2.rt().tr.Len(), "m1 and m2 restored from the checkpoint")
 	h2.sendSpans(
-		// m4 began after the restart; m5's persist, stamped before the crash, was delayed: its
-		// send, push and acks may have been applied after the checkpoint and lost.
-		lc{stage: persist, msg: "m4", conv: "c", seq: 4, at: cfg.CheckpointInterval + 2*time.Minute},
-		lc{stage: persist, msg: "m5", conv: "c2", seq: 9, at: cfg.CheckpointInterval},
+		// In the service's own order: m2's acks and m5's persist, stamped before the crash,
+		// were delayed (m5's send, push and acks may have been applied after the checkpoint
+		// and lost); m4 began after the restart.
 		lc{stage: deliver, msg: "m2", conv: "c", dev: "d"}, lc{stage: ack, msg: "m2", conv: "c", dev: "d"},
+		lc{stage: persist, msg: "m5", conv: "c2", seq: 9, at: cfg.CheckpointInterval},
+		lc{stage: persist, msg: "m4", conv: "c", seq: 4, at: cfg.CheckpointInterval + 2*time.Minute},
 	)
 	h2.advance(cfg.OfflineTimeout)
 	var got []string

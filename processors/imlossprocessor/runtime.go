@@ -70,10 +70,15 @@ type lossRuntime struct {
 	events   sync.Pool
 
 	// started anchors the tracker's notion of now: started's wall time plus the monotonic time
-	// since, less the time the loop spent blocked handing outcomes on. A wall-clock step (NTP)
-	// therefore moves nothing, and a blocked exporter does not age the sources it silenced.
+	// since, so a wall-clock step (NTP) moves nothing.
 	started time.Time
-	paused  time.Duration // owned by the loop
+	// emitSince (ns since started plus one, 0 when idle) marks the call into the next
+	// consumers in progress, stuckCalls counts those that took longer than a tick: a blocked
+	// exporter, which back-pressures the receivers too (see pipelineStuck). Written by the
+	// emitter, read by the loop; seenStuck is the loop's last reading.
+	emitSince  atomic.Int64
+	stuckCalls atomic.Int64
+	seenStuck  int64
 
 	// abort is closed when shutdown's deadline passes: whatever blocks on the next consumers
 	// or on storage gives up (runCtx is cancelled with it) so every goroutine ends.
@@ -284,7 +289,31 @@ func (r *lossRuntime) aborted() bool {
 
 // now is the tracker's collector time (see started).
 func (r *lossRuntime) now() int64 {
-	return r.started.UnixNano() + int64(r.clock.Since(r.started)-r.paused)
+	return r.started.UnixNano() + int64(r.clock.Since(r.started))
+}
+
+// emitting brackets one call into the next consumers (see emitSince). A call normally
+// returns within microseconds; one that takes longer than a tick waited for the pipeline.
+func (r *lossRuntime) emitting(call func()) {
+	began := r.clock.Since(r.started)
+	r.emitSince.Store(int64(began) + 1)
+	call()
+	if r.clock.Since(r.started)-began > r.cfg.TickInterval {
+		r.stuckCalls.Add(1)
+	}
+	r.emitSince.Store(0)
+}
+
+// pipelineStuck reports whether the next consumers are, or were since the last call, stuck
+// taking outcome records.
+func (r *lossRuntime) pipelineStuck() bool {
+	if mark := r.emitSince.Load(); mark != 0 && r.clock.Since(r.started)-time.Duration(mark-1) > r.cfg.TickInterval {
+		return true
+	}
+	n := r.stuckCalls.Load()
+	stuck := n != r.seenStuck
+	r.seenStuck = n
+	return stuck
 }
 
 // submit hands events to the loop. With wantDuplicates it waits for the verdict and
@@ -354,6 +383,10 @@ func (r *lossRuntime) loop() {
 				case item := <-r.work:
 					r.apply(item)
 				default:
+					if r.client != nil {
+						// The final snapshot does not keep events waiting for their deadline.
+						r.tr.ReleaseHeld()
+					}
 					r.flush()
 					return
 				}
@@ -385,6 +418,10 @@ func (r *lossRuntime) apply(item workItem) {
 
 func (r *lossRuntime) tick() {
 	now := r.now()
+	if r.pipelineStuck() {
+		// The sources' silence is the pipeline's doing, not theirs.
+		r.tr.PipelineStalled(now)
+	}
 	for r.tr.Tick(now) {
 		r.flush()
 	}
@@ -421,6 +458,9 @@ func (r *lossRuntime) flush() {
 	if c.Forced > 0 {
 		r.tel.ProcessorImLossForcedDecisions.Add(ctx, c.Forced, r.attrs.watermarkStalled)
 	}
+	if c.HoldFull > 0 {
+		r.tel.ProcessorImLossForcedDecisions.Add(ctx, c.HoldFull, r.attrs.holdFull)
+	}
 	outs := r.tr.TakeOutcomes()
 	if len(outs) == 0 {
 		return
@@ -448,23 +488,15 @@ func (r *lossRuntime) flush() {
 }
 
 // handOn queues outcomes for the emitter. Blocking is deliberate back-pressure — a stalled
-// exporter slows intake instead of growing an unbounded queue of outcomes — and the time
-// blocked is taken off the tracker's clock (see started): verdicts are on event time anyway,
-// and the sources' silence meanwhile is the pipeline's doing. After an abort the outcomes are
-// dropped (they were counted in the metrics already).
+// exporter slows intake instead of growing an unbounded queue of outcomes — and that time is
+// not on the tracker's clock (see started). After an abort the outcomes are dropped (they were
+// counted in the metrics already).
 func (r *lossRuntime) handOn(item emitItem) {
-	select {
-	case r.emitCh <- item:
-		return
-	default:
-	}
-	blockedAt := r.clock.Now()
 	select {
 	case r.emitCh <- item:
 	case <-r.abort:
 		r.logger.Warn("Shutdown deadline passed: outcome records not emitted", zap.Int("records", len(item.outcomes)))
 	}
-	r.paused += r.clock.Since(blockedAt)
 }
 
 // forceTick runs one tick on the loop, after everything submitted before, and waits until
@@ -523,6 +555,7 @@ func (r *lossRuntime) initCounters(ctx context.Context) {
 		r.tel.ProcessorImLossOutcomes.Add(ctx, 0, r.attrs.outcome(&o))
 	}
 	r.tel.ProcessorImLossForcedDecisions.Add(ctx, 0, r.attrs.watermarkStalled)
+	r.tel.ProcessorImLossForcedDecisions.Add(ctx, 0, r.attrs.holdFull)
 }
 
 // usualOutcomes lists the outcome, stage and reason combinations the tracker decides.
@@ -550,9 +583,10 @@ type metricAttrs struct {
 	outcomes    map[outcomeKey]metric.MeasurementOption
 	unrecognize map[event.Reason]metric.MeasurementOption
 	evicted     [5]metric.MeasurementOption
-	// watermarkStalled is the reason of every forced decision.
-	watermarkStalled metric.MeasurementOption
-	mu               sync.Mutex
+	// The reasons of forced decisions: the max_source_lag cap, and events applied at once
+	// because too many were waiting for their message's deadline.
+	watermarkStalled, holdFull metric.MeasurementOption
+	mu                         sync.Mutex
 }
 
 type outcomeKey struct {
@@ -570,6 +604,7 @@ func newMetricAttrs() *metricAttrs {
 		a.evicted[i] = metric.WithAttributeSet(attribute.NewSet(attribute.String("state", name)))
 	}
 	a.watermarkStalled = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", "watermark_stalled")))
+	a.holdFull = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", "hold_full")))
 	return a
 }
 

@@ -15,8 +15,12 @@ import (
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/processor/processortest"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 
 	"github.com/imcol/imcol/components/imsemconv"
+	"github.com/imcol/imcol/processors/imlossprocessor/internal/metadatatest"
 )
 
 // TestShutdownPastItsDeadlineStillStopsEverything: the next consumer blocks (an exporter
@@ -138,4 +142,59 @@ func onlyRuntime(t *testing.T, f *factory) *lossRuntime {
 		return e.rt
 	}
 	return nil
+}
+
+// TestStuckExporterKeepsSourcesAndCap: while the next consumer does not take the outcome
+// records (and so, without a queue, back-pressures the receivers), the sources' silence is the
+// pipeline's doing: they stay active, and the max_source_lag cap starts again when it is over,
+// so the backlog has that long to arrive before anything is forced.
+func TestStuckExporterKeepsSourcesAndCap(t *testing.T) {
+	clk := newFakeClock()
+	cfg := defaultCfg()
+	cfg.MaxSourceLag, cfg.SourceIdleTimeout = 10*time.Second, 5*time.Second
+	entered, unblock := make(chan struct{}, 1), make(chan struct{})
+	blocked, err := consumer.NewLogs(func(ctx context.Context, ld plog.Logs) error {
+		if len(outcomeLogsOf(ld)) > 0 {
+			entered <- struct{}{}
+			select {
+			case <-unblock:
+			case <-ctx.Done():
+			}
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	tel := componenttest.NewTelemetry()
+	defer func() { require.NoError(t, tel.Shutdown(context.Background())) }()
+	f := &factory{shared: newSharedRuntimes(), clock: clk}
+	p, err := f.processorFactory().CreateLogs(context.Background(), metadatatest.NewSettings(tel), cfg, blocked)
+	require.NoError(t, err)
+	require.NoError(t, p.Start(context.Background(), componenttest.NewNopHost()))
+	defer func() { require.NoError(t, p.Shutdown(context.Background())) }()
+	rt := onlyRuntime(t, f)
+	forced := func() []metricdata.DataPoint[int64] {
+		return []metricdata.DataPoint[int64]{{Value: 1, Attributes: attribute.NewSet(attribute.String("reason", "watermark_stalled"))}}
+	}
+
+	require.NoError(t, p.ConsumeLogs(context.Background(), logsOf(time.Time{},
+		lc{stage: send, msg: "done", conv: "c"}, lc{stage: push, msg: "done", conv: "c", fanout: 1},
+		lc{stage: ack, msg: "done", conv: "c", dev: "d"},
+		lc{stage: send, msg: "inflight", conv: "c"}, lc{stage: push, msg: "inflight", conv: "c", fanout: 1})))
+	<-entered // the delivered record blocks the emitter
+	for range 60 {
+		clk.Advance(time.Second) // a minute stuck, the loop ticking on
+	}
+	close(unblock)
+	require.Eventually(t, func() bool { return rt.emitSince.Load() == 0 }, 5*time.Second, time.Millisecond)
+	rt.forceTick()
+	assertCounter(t, tel, "otelcol_processor_im_loss_forced_decisions", nil, metricdatatest.IgnoreTimestamp())
+	clk.Advance(cfg.MaxSourceLag)
+	rt.forceTick()
+	assertCounter(t, tel, "otelcol_processor_im_loss_forced_decisions", forced(), metricdatatest.IgnoreTimestamp())
+}
+
+func outcomeLogsOf(ld plog.Logs) []plog.LogRecord {
+	sink := new(consumertest.LogsSink)
+	_ = sink.ConsumeLogs(context.Background(), ld)
+	return outcomeLogs(sink)
 }

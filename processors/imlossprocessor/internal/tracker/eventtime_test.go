@@ -195,18 +195,96 @@ func TestNoSourceActiveHoldsTheWatermark(t *testing.T) {
 	assert.Equal(t, int64(1), tr.TakeCounters().Forced)
 }
 
+// pastHold is a tracker whose start-up hold is over: the tests below step the watermark by hand.
+func pastHold(cfg Config) *Tracker {
+	tr := New(cfg)
+	tr.wm.start = t0 - int64(time.Hour)
+	return tr
+}
+
 func TestAckAfterTheDeadlineIsLateWhateverTheArrival(t *testing.T) {
-	tr := New(eventTimeConfig())
+	tr := pastHold(eventTimeConfig())
 	lifecycle(tr, "m1", t0, imsemconv.StageDeliver, from("svc"))
-	// The ack happened after ack_timeout, and arrives before any watermark passed the deadline.
+	// The ack happened after ack_timeout, and arrives before the watermark passed the deadline.
 	lateAck := t0 + int64(ackTO) + sec
-	tr.Apply(t0+sec, ev(imsemconv.StageAck, "m1", lateAck, dev("d1"), from("svc")))
+	tr.Apply(t0+sec, ev(imsemconv.StageAck, "m1", lateAck, dev("d1"), from("gw")))
+	tr.Tick(t0 + sec)
+	assert.Empty(t, tr.TakeOutcomes(), "svc may still report an offline push that moves the deadline")
+	tr.Apply(t0+2*sec, ev(imsemconv.StageSend, "other", lateAck+sec, from("svc")))
+	tr.Tick(t0 + 2*sec)
 	out := tr.TakeOutcomes()
 	require.Len(t, out, 2)
 	assert.Equal(t, imsemconv.OutcomeLost, out[0].Outcome)
 	assert.Equal(t, imsemconv.StageDeliver, out[0].Stage)
 	assert.Equal(t, imsemconv.OutcomeLate, out[1].Outcome)
+	assert.Equal(t, imsemconv.StageAck, out[1].Stage)
 	assert.False(t, out[1].Retracted)
+}
+
+// TestLateOfflinePushMovesTheDeadline: the recipient acked after ack_timeout, within
+// offline_timeout; the offline push that says so comes from a lagging service after the ack.
+func TestLateOfflinePushMovesTheDeadline(t *testing.T) {
+	tr := pastHold(eventTimeConfig())
+	tr.Apply(t0, ev(imsemconv.StageSend, "m1", t0, from("msg")))
+	ackAt := t0 + int64(ackTO) + 5*sec
+	tr.Apply(ackAt, ev(imsemconv.StageDeliver, "m1", ackAt, dev("d1"), from("gw")))
+	tr.Apply(ackAt, ev(imsemconv.StageAck, "m1", ackAt, dev("d1"), from("gw")))
+	tr.Apply(ackAt+sec, ev(imsemconv.StagePush, "m1", t0+ms, fanout(1), dev("d1"), offline(), from("push")))
+	tr.Apply(ackAt+sec, ev(imsemconv.StageSend, "later", ackAt+sec, from("push")))
+	tr.Apply(ackAt+sec, ev(imsemconv.StageSend, "later2", ackAt+sec, from("msg")))
+	tr.Tick(ackAt + sec)
+	out := tr.TakeOutcomes()
+	require.Len(t, out, 1)
+	assert.Equal(t, "m1", out[0].MessageID)
+	assert.Equal(t, imsemconv.OutcomeDelivered, out[0].Outcome)
+}
+
+// TestLateDataNeverChangesAVerdict: deliver and ack stamped in time but arriving after the same
+// source's later events (beyond allowed_lateness) are late data whether or not the watermark
+// has passed the deadline yet: the message is lost, and the late acks retract the loss.
+func TestLateDataNeverChangesAVerdict(t *testing.T) {
+	for _, tickBetween := range []bool{false, true} {
+		tr := pastHold(eventTimeConfig())
+		lifecycle(tr, "m1", t0, imsemconv.StagePush, from("gw"))
+		later := t0 + int64(ackTO) + 5*sec
+		tr.Apply(later, ev(imsemconv.StageSend, "m2", later, from("gw")))
+		if tickBetween {
+			tr.Tick(later)
+		}
+		tr.Apply(later, ev(imsemconv.StageDeliver, "m1", t0+30*ms, dev("d1"), from("gw")))
+		tr.Apply(later, ev(imsemconv.StageAck, "m1", t0+40*ms, dev("d1"), from("gw")))
+		tr.Tick(later)
+		var got []string
+		for _, o := range tr.TakeOutcomes() {
+			got = append(got, fmt.Sprintf("%s@%s/%v", o.Outcome, o.Stage, o.Retracted))
+		}
+		assert.Equal(t, []string{"lost@push/false", "late@deliver/false", "late@ack/true"}, got, "tick between: %v", tickBetween)
+	}
+}
+
+// TestSourcesArePerPipeline: a service's spans and logs are exported separately; one stream
+// trailing the other is not late data.
+func TestSourcesArePerPipeline(t *testing.T) {
+	tr := pastHold(eventTimeConfig())
+	logs := func(e *event.Event) { e.Sink = 1 }
+	lifecycle(tr, "m1", t0, imsemconv.StagePush, from("gw"))
+	tr.Apply(t0+5*sec, ev(imsemconv.StageSend, "m2", t0+5*sec, from("gw")))
+	tr.Apply(t0+5*sec, ev(imsemconv.StageAck, "m1", t0+50*ms, dev("d1"), from("gw"), logs))
+	out := tr.TakeOutcomes()
+	require.Len(t, out, 1)
+	assert.Equal(t, imsemconv.OutcomeDelivered, out[0].Outcome)
+}
+
+func TestHoldIsBounded(t *testing.T) {
+	tr := pastHold(eventTimeConfig())
+	tr.maxWaiting = 2
+	lifecycle(tr, "m1", t0, imsemconv.StagePush, from("gw"))
+	tr.Apply(t0+5*sec, ev(imsemconv.StageSend, "m2", t0+5*sec, from("gw")))
+	for range 3 {
+		tr.Apply(t0+5*sec, ev(imsemconv.StageDeliver, "m1", t0+30*ms, dev("d1"), from("gw")))
+	}
+	assert.Equal(t, 2, tr.nWaiting)
+	assert.Equal(t, int64(1), tr.TakeCounters().HoldFull)
 }
 
 func TestDeadlinesInEventTimeOrder(t *testing.T) {

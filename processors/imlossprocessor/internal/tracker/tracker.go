@@ -105,6 +105,9 @@ type Counters struct {
 	// Forced counts verdicts (messages and seq gaps) made before the watermark passed their
 	// deadline because it lagged the collector's clock by more than MaxSourceLag.
 	Forced int64
+	// HoldFull counts events applied at once, on what was known, because too many events
+	// were already waiting for their message's deadline.
+	HoldFull int64
 }
 
 const (
@@ -259,6 +262,11 @@ type Tracker struct {
 	// retract holds, for recent ack-timeout losses, what late acks must show to take the
 	// loss back (see retraction); keyed like decided and dropped with its entry.
 	retract map[uint64]*retraction
+	// waiting holds the events that wait for their message's deadline (see hold);
+	// nWaiting counts them against maxWaiting.
+	waiting    map[*message][]held
+	nWaiting   int
+	maxWaiting int
 
 	convs            map[string]*conversation
 	lruHead, lruTail *conversation
@@ -272,6 +280,9 @@ type Tracker struct {
 	out      []Outcome
 	counters Counters
 	scratch  []seqgap.Range
+
+	// capFrom is when the max_source_lag cap last started again (see PipelineStalled).
+	capFrom int64
 
 	// uncertainBefore (event time, unix ns; 0: none) is set by restoring a checkpoint: an
 	// event stamped before it may belong to a message whose other events were applied
@@ -317,6 +328,8 @@ func New(cfg Config) *Tracker {
 		decided:     make(map[uint64]decided),
 		decidedRing: make([]uint64, cfg.DecidedCacheSize),
 		retract:     make(map[uint64]*retraction),
+		waiting:     make(map[*message][]held),
+		maxWaiting:  max(1024, cfg.MaxMessages/16),
 		wm:          newWatermarks(int64(cfg.AllowedLateness), int64(cfg.SourceIdleTimeout), max(cfg.MaxSources, 1)),
 	}
 }
@@ -349,17 +362,26 @@ func (t *Tracker) lookup(id string) *message { return t.ids.get(id) }
 func (t *Tracker) Apply(now int64, ev *event.Event) (duplicate bool) {
 	t.clamp(now, ev)
 	at := eventTime(ev, now)
-	t.wm.observe(ev.Source, at, now)
+	late := t.wm.observe(ev.Source, ev.Sink, at, now)
 	beforeCrash := t.beforeCrash(now, ev)
 	if ev.Stage == imsemconv.StagePersist && ev.HasSeq && ev.ConversationID != "" && !beforeCrash {
 		// A seq persisted before a crash may have been seen and lost with it: the seq
 		// baseline restarts after the crash instead of reporting it as missing.
 		t.observeSeq(at, ev)
 	}
+	return t.route(held{ev: *ev, at: at, late: late, beforeCrash: beforeCrash})
+}
+
+// route applies an event to its message. Two kinds of events wait for the message's deadline
+// to be applied (see hold) instead: late data, and events stamped after the deadline.
+func (t *Tracker) route(h held) (duplicate bool) {
+	ev, at := &h.ev, h.at
 	m := t.lookup(ev.MessageID)
+	if m != nil && (h.late || (ev.Stage != imsemconv.StageSend && at > m.deadline)) && t.hold(m, h) {
+		return false
+	}
 	if m != nil && ev.Stage != imsemconv.StageSend {
-		// An event stamped after its message's deadline did not happen in time, whenever
-		// it arrives: the deadline is applied first, as the watermark would have.
+		// Only when the hold is full: decide on what is known, as if the watermark had passed.
 		for m != nil && at > m.deadline {
 			if t.expire(m) {
 				m = nil
@@ -367,9 +389,14 @@ func (t *Tracker) Apply(now int64, ev *event.Event) (duplicate bool) {
 		}
 	}
 	if m == nil {
-		h := t.hash(ev.MessageID)
-		if d, ok := t.decided[h]; ok {
-			return t.afterDecision(h, d, ev, at)
+		hash := t.hash(ev.MessageID)
+		if d, ok := t.decided[hash]; ok {
+			return t.afterDecision(hash, d, ev, at)
+		}
+		if h.released {
+			// Its message was decided and forgotten at once (decided_cache_size 0): a new
+			// message would be judged on one stray event.
+			return false
 		}
 		m = t.insert(at, ev)
 	} else if m.conv == nil && ev.ConversationID != "" {
@@ -378,7 +405,7 @@ func (t *Tracker) Apply(now int64, ev *event.Event) (duplicate bool) {
 	if m.conv != nil {
 		t.touch(m.conv)
 	}
-	if beforeCrash {
+	if h.beforeCrash {
 		// Other events of it may have been applied and lost in the crash: never judge
 		// it lost on missing evidence.
 		m.seen |= seenUncertain
@@ -441,6 +468,8 @@ func (t *Tracker) expire(m *message) (decided bool) {
 	if m.flags&msgInOfflineQueue == 0 && !t.allAcked(m) && t.offlinePending(m) {
 		m.flags |= msgInOfflineQueue
 		t.reschedule(m)
+		// Events stamped before the offline deadline count now; the rest wait for it.
+		t.release(m)
 		return false
 	}
 	t.decide(m)
@@ -765,10 +794,19 @@ func (t *Tracker) Tick(now int64) (more bool) {
 // restart gives the services' backlog that long to arrive).
 func (t *Tracker) forcedLimit(now int64) int64 {
 	lag := int64(t.cfg.MaxSourceLag)
-	if now-t.wm.start < lag {
+	if now-max(t.wm.start, t.capFrom) < lag {
 		return noWatermark
 	}
 	return now - lag
+}
+
+// PipelineStalled says that at collector time now the pipeline is blocked downstream (or was
+// since the last call): the receivers are back-pressured, so the sources' silence is the
+// collector's doing. The sources active until now count as heard now, and the max_source_lag
+// cap starts again, as after a restart, so the backlog has that long to arrive.
+func (t *Tracker) PipelineStalled(now int64) {
+	t.wm.heardAll(now)
+	t.capFrom = now
 }
 
 // Watermark is the event time (unix ns) up to which verdicts have been made on complete
@@ -933,6 +971,8 @@ func (t *Tracker) remove(m *message) {
 	if m.flags&msgHasExtra != 0 {
 		delete(t.extra, m)
 	}
+	// Decided: what waited for the deadline is late (or a retraction, or a duplicate) now.
+	t.release(m)
 }
 
 // remember keeps a bounded memory of decisions so late events and late duplicates are

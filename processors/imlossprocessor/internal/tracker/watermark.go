@@ -5,10 +5,11 @@ import "math"
 // noWatermark is the watermark before any source has passed the start-up hold.
 const noWatermark = math.MinInt64
 
-// source is one telemetry source (a service instance): how far its events have got in
-// event time, and when (collector time) it was last heard.
+// source is one telemetry source — a service instance in one pipeline (its spans and its
+// logs are exported separately, each in its own order) — how far its events have got in event
+// time, and when (collector time) it was last heard.
 type source struct {
-	key        string
+	sourceKey
 	latest     int64 // latest event time seen, unix ns
 	lastHeard  int64 // collector time of its last event, unix ns
 	prev, next *source
@@ -23,7 +24,7 @@ type watermarks struct {
 	lateness, idleTimeout int64
 	maxSources            int
 
-	byKey      map[string]*source
+	byKey      map[sourceKey]*source
 	head, tail *source // least recently heard first
 	last       *source // the previous event's source: batches come from one resource
 
@@ -35,8 +36,13 @@ type watermarks struct {
 func newWatermarks(lateness, idleTimeout int64, maxSources int) watermarks {
 	return watermarks{
 		lateness: lateness, idleTimeout: idleTimeout, maxSources: maxSources,
-		byKey: make(map[string]*source), current: noWatermark,
+		byKey: make(map[sourceKey]*source), current: noWatermark,
 	}
+}
+
+type sourceKey struct {
+	name string // resource service.name and service.instance.id
+	sink uint8  // the pipeline
 }
 
 // begin marks the collector time of the first call.
@@ -46,37 +52,41 @@ func (w *watermarks) begin(now int64) {
 	}
 }
 
-// observe records an event of source key stamped at (collector time now).
-func (w *watermarks) observe(key string, at, now int64) {
+// observe records an event of source (name, sink) stamped at (collector time now). It reports
+// late data: an event stamped more than lateness before the source's latest.
+func (w *watermarks) observe(name string, sink uint8, at, now int64) (late bool) {
 	w.begin(now)
+	key := sourceKey{name, sink}
 	s := w.last
-	if s == nil || s.key != key {
+	if s == nil || s.sourceKey != key {
 		s = w.byKey[key]
 		if s == nil {
 			s = w.add(key, at)
 		}
 		w.last = s
 	}
+	late = at < s.latest-w.lateness
 	s.latest = max(s.latest, at)
 	s.lastHeard = now
 	if w.tail != s {
 		w.unlink(s)
 		w.pushBack(s)
 	}
+	return late
 }
 
-func (w *watermarks) add(key string, at int64) *source {
+func (w *watermarks) add(key sourceKey, at int64) *source {
 	if len(w.byKey) >= w.maxSources {
 		// The least recently heard source is the one most likely gone for good.
 		oldest := w.head
 		w.unlink(oldest)
-		delete(w.byKey, oldest.key)
+		delete(w.byKey, oldest.sourceKey)
 		if w.last == oldest {
 			w.last = nil
 		}
 		w.evicted++
 	}
-	s := &source{key: key, latest: at}
+	s := &source{sourceKey: key, latest: at}
 	w.byKey[key] = s
 	w.pushBack(s)
 	return s
@@ -98,6 +108,13 @@ func (w *watermarks) advance(now int64) int64 {
 		w.current = low
 	}
 	return w.current
+}
+
+// heardAll marks every active source heard at now.
+func (w *watermarks) heardAll(now int64) {
+	for s := w.tail; s != nil && now-s.lastHeard <= w.idleTimeout; s = s.prev {
+		s.lastHeard = now
+	}
 }
 
 // active counts the sources heard within idleTimeout of now.

@@ -1,0 +1,64 @@
+package tracker
+
+import "github.com/imcol/imcol/processors/imlossprocessor/internal/event"
+
+// held is an event on its way to its message, possibly waiting for the message's deadline.
+type held struct {
+	ev          event.Event
+	at          int64 // event time
+	late        bool  // late data: older than its source's watermark when it arrived
+	beforeCrash bool
+	released    bool // routed again after waiting
+}
+
+// hold keeps ev until m's deadline is applied, so that what it does to the verdict does not
+// depend on when it arrived:
+//   - late data (stamped more than allowed_lateness before its source's latest event) never
+//     changes a verdict: had its message been decided already, it would be late; it is late
+//     (and may retract the loss) once the message is decided;
+//   - an event stamped after m's deadline may arrive before the watermark shows that deadline
+//     final: an offline push or an earlier send still on its way can move it. Once the
+//     deadline is applied it either counts (it fell within the offline deadline) or is late.
+//
+// It reports false when the hold is full (counted): the event is then applied at once.
+func (t *Tracker) hold(m *message, h held) bool {
+	if t.nWaiting >= t.maxWaiting {
+		t.counters.HoldFull++
+		return false
+	}
+	t.waiting[m] = append(t.waiting[m], h)
+	t.nWaiting++
+	return true
+}
+
+// release routes again, in arrival order, the events that waited for m's deadline: m was
+// decided (they are late, duplicates or retractions now) or moved to the offline deadline.
+func (t *Tracker) release(m *message) {
+	if len(t.waiting) == 0 {
+		return
+	}
+	list, ok := t.waiting[m]
+	if !ok {
+		return
+	}
+	delete(t.waiting, m)
+	t.nWaiting -= len(list)
+	for _, h := range list {
+		h.released = true
+		t.route(h)
+	}
+}
+
+// ReleaseHeld applies every waiting event at once, on what is known: before a final
+// snapshot, which does not keep them.
+func (t *Tracker) ReleaseHeld() {
+	saved := t.maxWaiting
+	t.maxWaiting = 0
+	for len(t.waiting) > 0 {
+		for m := range t.waiting {
+			t.release(m)
+			break
+		}
+	}
+	t.maxWaiting = saved
+}
