@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/imcol/imcol/components/imsemconv"
+	"github.com/imcol/imcol/testbed/workload"
 )
 
 // Class is a fault class.
@@ -57,7 +58,17 @@ const (
 	ClassLateEvents Class = "late_events"
 	// ClassOfflineExpired: a recipient is offline and never reconnects before offline_timeout.
 	ClassOfflineExpired Class = "offline_expired"
+
+	// ClassServiceDown is not injected by probability: it marks a message some of whose events
+	// were never sent because their service had stopped (Config.Stop). Its truth follows from
+	// the events that were sent.
+	ClassServiceDown Class = "service_down"
 )
+
+// MaxRetractionDevices mirrors im_loss's bound on the devices a retraction follows: a message
+// declared lost whose missing devices number more than this is never retracted (its late
+// records still say what arrived).
+const MaxRetractionDevices = 8
 
 // Faults lists the injectable classes in a stable order.
 var Faults = []Class{
@@ -77,9 +88,13 @@ type Label struct {
 	Outcome imsemconv.Outcome
 	Reason  imsemconv.LossReason
 	Stage   imsemconv.Stage
+	// Retracted marks the late record that takes a loss back (im.loss.retracted=true): late
+	// events proved that every missing device acked before the deadline.
+	Retracted bool
 }
 
-// String is "outcome/reason@stage" ("delivered@ack" when there is no reason).
+// String is "outcome/reason@stage" ("delivered@ack" when there is no reason), with
+// "(retracted)" appended to a retraction record: "late@ack(retracted)".
 func (l Label) String() string {
 	var b strings.Builder
 	b.WriteString(string(l.Outcome))
@@ -89,6 +104,9 @@ func (l Label) String() string {
 	}
 	b.WriteByte('@')
 	b.WriteString(l.Stage.String())
+	if l.Retracted {
+		b.WriteString("(retracted)")
+	}
 	return b.String()
 }
 
@@ -101,6 +119,7 @@ func (l Label) Primary() bool {
 var (
 	labelDelivered = Label{Outcome: imsemconv.OutcomeDelivered, Stage: imsemconv.StageAck}
 	labelDuplicate = Label{Outcome: imsemconv.OutcomeDuplicate, Stage: imsemconv.StageDeliver}
+	labelRetracted = Label{Outcome: imsemconv.OutcomeLate, Stage: imsemconv.StageAck, Retracted: true}
 )
 
 func lost(reason imsemconv.LossReason, stage imsemconv.Stage) Label {
@@ -120,9 +139,31 @@ type Timeouts struct {
 	OfflineTimeout time.Duration
 	ReorderWindow  time.Duration
 	TickInterval   time.Duration
+	// AllowedLateness is how far out of order one source's events may arrive (a source's
+	// watermark is its latest event time minus this); default 2s, im_loss's.
+	AllowedLateness time.Duration
+	// SourceIdleTimeout is how long a silent source holds the watermark back; default 1m.
+	SourceIdleTimeout time.Duration
+	// MaxSourceLag caps how far verdicts wait behind the collector's clock: a message whose
+	// deadline is older than now − MaxSourceLag is decided anyway; default 2m.
+	MaxSourceLag time.Duration
 	// Margin separates "within" from "beyond" a timeout, covering transport and batching
 	// delays between the generator and the processor's clock (default 1s).
 	Margin time.Duration
+}
+
+// WithDefaults fills the event-time settings left zero with im_loss's defaults.
+func (t Timeouts) WithDefaults() Timeouts {
+	if t.AllowedLateness == 0 {
+		t.AllowedLateness = 2 * time.Second
+	}
+	if t.SourceIdleTimeout == 0 {
+		t.SourceIdleTimeout = time.Minute
+	}
+	if t.MaxSourceLag == 0 {
+		t.MaxSourceLag = 2 * time.Minute
+	}
+	return t
 }
 
 // Config says how often each fault class is injected.
@@ -130,6 +171,20 @@ type Config struct {
 	// Probability per class; their sum must not exceed 1, the rest of the messages are clean.
 	Probability map[Class]float64
 	Timeouts    Timeouts
+	// Lags are the export lags the sender applies per service (sender.Config.Lags): the truth
+	// of late_events depends on them (its events must arrive after the slowest source's
+	// watermark passed the deadline).
+	Lags workload.Lags
+	// Stop, when set, makes one service stop sending for good: none of its events due at or
+	// after Stop.At is emitted. Messages that lose events to it get class service_down. It
+	// needs every fault probability to be zero, so each message's truth has one cause.
+	Stop *Stop
+}
+
+// Stop is a service that stops sending for good at At (relative to the start of the run).
+type Stop struct {
+	Service workload.Service
+	At      time.Duration
 }
 
 // Validate checks the probabilities and that the timeouts leave room for every class.
@@ -152,6 +207,20 @@ func (c *Config) Validate() error {
 	if t.AckTimeout <= 0 || t.OfflineTimeout <= t.AckTimeout || t.ReorderWindow <= 0 || t.TickInterval <= 0 || t.Margin < 0 {
 		errs = append(errs, fmt.Errorf("faults: timeouts need 0 < ack_timeout (%s) < offline_timeout (%s), reorder_window (%s) > 0, tick_interval (%s) > 0, margin (%s) >= 0",
 			t.AckTimeout, t.OfflineTimeout, t.ReorderWindow, t.TickInterval, t.Margin))
+	}
+	if t.AllowedLateness < 0 || t.SourceIdleTimeout < 0 || t.MaxSourceLag < 0 {
+		errs = append(errs, fmt.Errorf("faults: allowed_lateness (%s), source_idle_timeout (%s) and max_source_lag (%s) must not be negative",
+			t.AllowedLateness, t.SourceIdleTimeout, t.MaxSourceLag))
+	}
+	if c.Stop != nil {
+		if c.Stop.Service >= workload.NumServices || c.Stop.At < 0 {
+			errs = append(errs, fmt.Errorf("faults: stop: unknown service %d or negative time %s", c.Stop.Service, c.Stop.At))
+		}
+		for cl, p := range c.Probability {
+			if p > 0 {
+				errs = append(errs, fmt.Errorf("faults: stop: needs every fault probability zero, %s has %v", cl, p))
+			}
+		}
 	}
 	return errors.Join(errs...)
 }

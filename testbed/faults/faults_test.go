@@ -13,7 +13,10 @@ import (
 )
 
 func timeouts() Timeouts {
-	return Timeouts{AckTimeout: 3 * time.Second, OfflineTimeout: 9 * time.Second, ReorderWindow: 3 * time.Second, TickInterval: 100 * time.Millisecond, Margin: 1500 * time.Millisecond}
+	return Timeouts{
+		AckTimeout: 3 * time.Second, OfflineTimeout: 9 * time.Second, ReorderWindow: 3 * time.Second, TickInterval: 100 * time.Millisecond,
+		AllowedLateness: 500 * time.Millisecond, SourceIdleTimeout: 3 * time.Second, MaxSourceLag: 6 * time.Second, Margin: 1500 * time.Millisecond,
+	}
 }
 
 func generator(t *testing.T, messages int64, offline float64) *workload.Generator {
@@ -27,8 +30,12 @@ func generator(t *testing.T, messages int64, offline float64) *workload.Generato
 
 // planAll plans every message of a run with the given probabilities.
 func planAll(t *testing.T, g *workload.Generator, probs map[Class]float64) (*Book, [][]workload.Event) {
+	return planWith(t, g, Config{Probability: probs, Timeouts: timeouts()})
+}
+
+func planWith(t *testing.T, g *workload.Generator, cfg Config) (*Book, [][]workload.Event) {
 	book := NewBook()
-	p, err := NewPlanner(g, Config{Probability: probs, Timeouts: timeouts()}, book)
+	p, err := NewPlanner(g, cfg, book)
 	require.NoError(t, err)
 	var all [][]workload.Event
 	for {
@@ -70,9 +77,13 @@ func TestEveryClassHasItsTruthAndEvents(t *testing.T) {
 			for i, truth := range book.All() {
 				evts := all[i]
 				if truth.Class != c {
-					// Only a seq gap can be refused (no earlier seq in the conversation), and
-					// the closing messages that reveal gaps are clean.
+					// Only a seq gap can be refused (no earlier seq in the conversation); the
+					// closing messages that reveal gaps and the keep-alive messages after
+					// late_events are clean.
 					require.Contains(t, []Class{ClassNone, ClassOffline}, truth.Class)
+					if truth.Index >= 600 && c == ClassLateEvents {
+						continue
+					}
 					require.Equal(t, ClassSeqGap, c)
 					continue
 				}
@@ -122,6 +133,7 @@ func TestEveryClassHasItsTruthAndEvents(t *testing.T) {
 				case ClassReorder, ClassDelay:
 					for _, e := range evts {
 						assert.Less(t, e.Due-m.Start, tt.AckTimeout-tt.Margin, "tolerated delays stay inside the ack timeout")
+						assert.LessOrEqual(t, e.Due-e.End, tt.AllowedLateness/2, "disorder within one source stays within allowed_lateness")
 					}
 				case ClassAckDelay:
 					for _, e := range evts {
@@ -133,7 +145,7 @@ func TestEveryClassHasItsTruthAndEvents(t *testing.T) {
 					first := time.Duration(1 << 62)
 					for _, e := range evts {
 						if e.Stage == imsemconv.StageDeliver || e.Stage == imsemconv.StageAck {
-							assert.GreaterOrEqual(t, e.Due-m.Start, tt.AckTimeout+tt.Margin)
+							assert.GreaterOrEqual(t, e.Due-m.Start, tt.AckTimeout+tt.AllowedLateness+tt.TickInterval+tt.Margin)
 							assert.Less(t, e.Start-m.Start, tt.AckTimeout, "the events themselves were on time")
 							if e.Due < first {
 								first = e.Due
@@ -170,7 +182,7 @@ func TestTruthLabels(t *testing.T) {
 		ClassReorder:        {"delivered@ack"},
 		ClassDelay:          {"delivered@ack"},
 		ClassAckDelay:       {"lost/ack_timeout@deliver", "late@ack"},
-		ClassLateEvents:     {"lost/ack_timeout@push", "late@deliver"},
+		ClassLateEvents:     {"lost/ack_timeout@push", "late@deliver", "late@ack(retracted)"},
 		ClassOfflineExpired: {"lost/ack_timeout@push"},
 		ClassNone:           {"delivered@ack"},
 		ClassOffline:        {"delivered@ack"},
@@ -179,19 +191,38 @@ func TestTruthLabels(t *testing.T) {
 	for _, c := range Faults {
 		probs[c] = 1.0 / float64(len(Faults)+3)
 	}
-	book, _ := planAll(t, generator(t, 2000, 0.05), probs)
+	book, all := planAll(t, generator(t, 2000, 0.05), probs)
 	seen := map[Class]bool{}
+	bigGroup := false
 	for _, truth := range book.All() {
 		var got []string
 		for _, l := range truth.Labels {
 			got = append(got, l.String())
 		}
-		require.Equal(t, want[truth.Class], got, "class %s", truth.Class)
+		w := want[truth.Class]
+		if truth.Class == ClassLateEvents {
+			// Retracted only when the devices to prove fit the processor's bound.
+			if fanout(all[truth.Index]) > MaxRetractionDevices {
+				w = w[:2]
+				bigGroup = true
+			}
+		}
+		require.Equal(t, w, got, "class %s", truth.Class)
 		seen[truth.Class] = true
 	}
 	for c := range want {
 		assert.True(t, seen[c], "class %s never planned", c)
 	}
+	assert.True(t, bigGroup, "a late_events group message beyond the retraction bound")
+}
+
+func fanout(evts []workload.Event) int {
+	for _, e := range evts {
+		if e.Stage == imsemconv.StagePush && e.Device == "" {
+			return e.Fanout
+		}
+	}
+	return 0
 }
 
 func TestSeqNumbersAndGaps(t *testing.T) {
@@ -289,4 +320,135 @@ func TestParseProbabilities(t *testing.T) {
 	p, err = ParseProbabilities("")
 	require.NoError(t, err)
 	assert.Empty(t, p)
+}
+
+// TestLateEventsUnderLag: the late events of late_events must reach the collector after the
+// slowest source's watermark passed the deadline, so the shift grows by how much more the
+// slowest source lags than the gateway; the keep-alive keeps the stream going past the last
+// late_events message's deadline.
+func TestLateEventsUnderLag(t *testing.T) {
+	tt := timeouts()
+	base := tt.AckTimeout + tt.AllowedLateness + tt.TickInterval + tt.Margin
+	for _, tc := range []struct {
+		name  string
+		lags  workload.Lags
+		extra time.Duration
+	}{
+		{"none", workload.Lags{}, 0},
+		{"gateway", lagOf(workload.ServiceGateway, 6*time.Second), 0},
+		{"push", lagOf(workload.ServicePush, 6*time.Second), 6 * time.Second},
+		{"all", workload.AllLagged(workload.Lag{Delay: 6 * time.Second}), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := generator(t, 300, 0)
+			book, all := planWith(t, g, Config{Probability: map[Class]float64{ClassLateEvents: 0.3}, Timeouts: tt, Lags: tc.lags})
+			var lastLate, lastStart time.Duration
+			n := 0
+			for i, truth := range book.All() {
+				m := all[i][0].Msg
+				lastStart = max(lastStart, m.Start)
+				if truth.Class != ClassLateEvents {
+					continue
+				}
+				n++
+				lastLate = max(lastLate, m.Start)
+				assert.Equal(t, m.Start+300*time.Microsecond+tt.AckTimeout, truth.Deadline)
+				for _, e := range all[i] {
+					if e.Stage == imsemconv.StageDeliver || e.Stage == imsemconv.StageAck {
+						assert.GreaterOrEqual(t, e.Due-e.End, base+tc.extra-time.Millisecond)
+					}
+				}
+			}
+			require.Positive(t, n)
+			assert.GreaterOrEqual(t, lastStart, lastLate+tt.AckTimeout+tt.AllowedLateness+tt.Margin, "the stream goes on past the last deadline")
+			assert.Greater(t, book.Len(), int64(300), "keep-alive messages follow the regular stream")
+		})
+	}
+}
+
+func lagOf(s workload.Service, d time.Duration) workload.Lags {
+	var l workload.Lags
+	l[s] = workload.Lag{Delay: d}
+	return l
+}
+
+// TestStopDecidesFromTheEventsSent: after a service stops, the truth of every message
+// follows from the events that were actually planned, by the processor's stage rule.
+func TestStopDecidesFromTheEventsSent(t *testing.T) {
+	tt := timeouts()
+	at := 2 * time.Second
+	g := generator(t, 600, 0.05)
+	book, all := planWith(t, g, Config{Timeouts: tt, Stop: &Stop{Service: workload.ServiceGateway, At: at}})
+	var down, deliverStage, offline int
+	for i, truth := range book.All() {
+		for _, e := range all[i] {
+			if e.Service == workload.ServiceGateway {
+				require.Less(t, e.Due, at, "no gateway event after the stop")
+			}
+		}
+		if truth.Class != ClassServiceDown {
+			assert.Contains(t, []Class{ClassNone, ClassOffline}, truth.Class)
+			assert.Equal(t, []string{"delivered@ack"}, labelStrings(truth.Labels))
+			continue
+		}
+		down++
+		require.Len(t, truth.Labels, 1)
+		l := truth.Labels[0]
+		assert.Equal(t, imsemconv.OutcomeLost, l.Outcome)
+		assert.Contains(t, []imsemconv.Stage{imsemconv.StagePush, imsemconv.StageDeliver}, l.Stage)
+		if l.Stage == imsemconv.StageDeliver {
+			deliverStage++
+		}
+		send := all[i][slices.IndexFunc(all[i], func(e workload.Event) bool { return e.Stage == imsemconv.StageSend })]
+		switch truth.Deadline - send.Start {
+		case tt.OfflineTimeout:
+			offline++
+		default:
+			assert.Equal(t, tt.AckTimeout, truth.Deadline-send.Start)
+		}
+	}
+	assert.Greater(t, down, 400, "every message from the stop on is lost")
+	assert.Positive(t, offline, "offline recipients pending: deadline on offline_timeout")
+	assert.Positive(t, deliverStage, "messages in flight at the stop: delivered, not acked")
+	_, err := NewPlanner(g, Config{Timeouts: tt, Probability: map[Class]float64{ClassDelay: 0.1}, Stop: &Stop{At: at}}, NewBook())
+	assert.ErrorContains(t, err, "needs every fault probability zero")
+}
+
+func labelStrings(ls []Label) []string {
+	out := make([]string, len(ls))
+	for i, l := range ls {
+		out[i] = l.String()
+	}
+	return out
+}
+
+func TestVerdictStageRule(t *testing.T) {
+	m := &workload.Message{Recipients: []workload.Recipient{{Device: "a"}, {Device: "b"}}}
+	ev := func(s imsemconv.Stage, dev string, fan int) workload.Event {
+		return workload.Event{Msg: m, Stage: s, Device: dev, Fanout: fan}
+	}
+	send, persist, push := ev(imsemconv.StageSend, "", 0), ev(imsemconv.StagePersist, "", 0), ev(imsemconv.StagePush, "", 2)
+	for _, tc := range []struct {
+		name string
+		evts []workload.Event
+		want string
+	}{
+		{"all acked", []workload.Event{send, persist, push, ev(imsemconv.StageDeliver, "a", 0), ev(imsemconv.StageAck, "a", 0), ev(imsemconv.StageDeliver, "b", 0), ev(imsemconv.StageAck, "b", 0)}, "delivered@ack"},
+		{"one delivered, not acked", []workload.Event{send, persist, push, ev(imsemconv.StageDeliver, "a", 0), ev(imsemconv.StageAck, "a", 0), ev(imsemconv.StageDeliver, "b", 0)}, "lost/ack_timeout@deliver"},
+		{"one never seen", []workload.Event{send, persist, push, ev(imsemconv.StageDeliver, "a", 0), ev(imsemconv.StageAck, "a", 0)}, "lost/ack_timeout@push"},
+		{"least advanced counts", []workload.Event{send, persist, push, ev(imsemconv.StageDeliver, "a", 0)}, "lost/ack_timeout@push"},
+		{"no push", []workload.Event{send, persist}, "lost/ack_timeout@persist"},
+		{"offline push only", []workload.Event{send, persist, push, ev(imsemconv.StagePush, "b", 0), ev(imsemconv.StageDeliver, "a", 0)}, "lost/ack_timeout@push"},
+	} {
+		l, ok := Verdict(tc.evts)
+		require.True(t, ok, tc.name)
+		assert.Equal(t, tc.want, l.String(), tc.name)
+	}
+	_, ok := Verdict([]workload.Event{ev(imsemconv.StageDeliver, "a", 0)})
+	assert.False(t, ok, "no origin stage: no verdict")
+}
+
+func TestLabelString(t *testing.T) {
+	assert.Equal(t, "late@ack(retracted)", labelRetracted.String())
+	assert.Equal(t, "late@ack", late(imsemconv.StageAck).String())
 }

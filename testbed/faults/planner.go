@@ -22,8 +22,14 @@ type Truth struct {
 	Labels []Label
 	// FirstDue is when the message's first event was handed to the exporter (for a seq gap:
 	// when it would have been), relative to the start of the run. Detection latency counts
-	// from here.
+	// from here. It does not include the sender's export lag (Config.Lags).
 	FirstDue time.Duration
+	// Deadline is the event time (relative to the start of the run) at which a lost message
+	// is due: its send time plus ack_timeout (plus offline_timeout instead while an offline
+	// recipient is pending); for a seq gap the persist time of the seq that reveals it plus
+	// reorder_window (zero until that seq is planned). Verdicts on event time come once the
+	// watermark passes it.
+	Deadline time.Duration
 	// Events is the number of lifecycle events emitted for it.
 	Events int
 }
@@ -34,6 +40,8 @@ type Book struct {
 	mu     sync.Mutex
 	truths []Truth
 	counts map[Class]int64
+	// lastEvent is, per service, the latest event time (span end) of any event emitted.
+	lastEvent [workload.NumServices]time.Duration
 }
 
 // NewBook returns an empty book.
@@ -48,6 +56,36 @@ func (b *Book) record(t Truth) {
 	}
 	b.truths = append(b.truths, t)
 	b.counts[t.Class]++
+}
+
+func (b *Book) noteEvents(evts []workload.Event) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := range evts {
+		if s := evts[i].Service; s < workload.NumServices {
+			b.lastEvent[s] = max(b.lastEvent[s], evts[i].End)
+		}
+	}
+}
+
+func (b *Book) setDeadline(idx int64, d time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if idx >= 0 && idx < int64(len(b.truths)) {
+		b.truths[idx].Deadline = d
+	}
+}
+
+// LastEvent is the latest event time (relative to the start of the run) of any event of
+// service s planned so far: once the stream is over, the point beyond which that source's
+// watermark cannot move.
+func (b *Book) LastEvent(s workload.Service) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if s >= workload.NumServices {
+		return 0
+	}
+	return b.lastEvent[s]
 }
 
 // Len is the number of messages recorded.
@@ -91,8 +129,10 @@ type convState struct {
 	// detectable once a seq before it has been seen.
 	baselineDue time.Duration
 	hasBaseline bool
-	// gapOpen is set while a seq gap waits for a later seq of the conversation to reveal it.
+	// gapOpen is set while a seq gap waits for a later seq of the conversation to reveal it;
+	// gaps lists the messages of the open gap (their deadline is set by the revealing seq).
 	gapOpen bool
+	gaps    []int64
 }
 
 // Planner draws messages from a workload generator, applies faults and records the truth.
@@ -108,7 +148,18 @@ type Planner struct {
 	closing []int
 	closed  bool
 	last    time.Duration
+	// streamEnd is when the regular stream's last message starts; keepUntil is the event
+	// time up to which the stream must go on (late_events need every source's watermark to
+	// pass their deadline before their late events arrive): after the regular stream and
+	// the gap closers, clean messages every keepAliveEvery keep it going until then.
+	streamEnd, keepUntil time.Duration
+	keepAlive            int
 }
+
+// keepAliveEvery is the spacing of the clean messages that keep the stream going after the
+// regular stream, while late_events need it: a few per tick keep every source's watermark
+// moving at little cost.
+const keepAliveEvery = 50 * time.Millisecond
 
 type classP struct {
 	c Class
@@ -117,6 +168,7 @@ type classP struct {
 
 // NewPlanner checks cfg against the generator's configuration.
 func NewPlanner(gen *workload.Generator, cfg Config, book *Book) (*Planner, error) {
+	cfg.Timeouts = cfg.Timeouts.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -127,6 +179,9 @@ func NewPlanner(gen *workload.Generator, cfg Config, book *Book) (*Planner, erro
 			wc.OfflineReconnectMax, t.OfflineTimeout, t.Margin)
 	}
 	p := &Planner{gen: gen, cfg: cfg, book: book, convs: make([]convState, gen.Conversations())}
+	if wc.Messages > 0 {
+		p.streamEnd = time.Duration(float64(wc.Messages-1) / wc.Rate * float64(time.Second))
+	}
 	acc := 0.0
 	for _, c := range Faults { // stable order keeps the draw reproducible
 		if pr := cfg.Probability[c]; pr > 0 {
@@ -152,20 +207,32 @@ func (p *Planner) Next() (time.Duration, []workload.Event, bool) {
 				}
 			}
 		}
-		if len(p.closing) == 0 {
+		switch {
+		case len(p.closing) > 0:
+			c := p.gen.Conversation(p.closing[0])
+			p.closing = p.closing[1:]
+			m = p.gen.MessageIn(c)
+			// Extra messages follow the regular stream at its pace, but never before the last
+			// message planned (their index puts them after it anyway).
+			m.Start = max(m.Start, p.last)
+		case p.last < p.keepUntil:
+			// Keep-alive: the stream goes on until the late events of the last late_events
+			// message can only arrive after the watermark passed its deadline.
+			m = p.gen.MessageIn(p.gen.Conversation(p.keepAlive % p.gen.Conversations()))
+			p.keepAlive++
+			m.Start = p.last + keepAliveEvery
+			for i := range m.Recipients {
+				m.Recipients[i].Offline, m.Recipients[i].Reconnect = false, 0
+			}
+		default:
 			return 0, nil, false
 		}
-		c := p.gen.Conversation(p.closing[0])
-		p.closing = p.closing[1:]
-		m = p.gen.MessageIn(c)
-		// Extra messages follow the regular stream at its pace, but never before the last
-		// message planned (their index puts them after it anyway).
-		m.Start = max(m.Start, p.last)
 		class = ClassNone
 	}
 	p.last = m.Start
 	evts, truth := p.plan(m, class)
 	p.book.record(truth)
+	p.book.noteEvents(evts)
 	return m.Start, evts, true
 }
 
@@ -257,7 +324,9 @@ func (p *Planner) plan(m *workload.Message, class Class) ([]workload.Event, Trut
 		evts = append(evts, dup)
 		truth.Labels = []Label{labelDelivered, labelDuplicate}
 	case ClassReorder:
-		spread := min(300*time.Millisecond, t.ReorderWindow/2, t.AckTimeout/4)
+		// Each service's events of this message arrive out of order with the same service's
+		// events of other messages by up to the spread: within half of allowed_lateness.
+		spread := max(min(300*time.Millisecond, t.ReorderWindow/2, t.AckTimeout/4, t.AllowedLateness/2), time.Millisecond)
 		var offset [workload.NumServices]time.Duration
 		for s := range offset {
 			offset[s] = between(r, 0, spread)
@@ -267,7 +336,10 @@ func (p *Planner) plan(m *workload.Message, class Class) ([]workload.Event, Trut
 		}
 		truth.Labels = delivered
 	case ClassDelay:
-		limit := max((min(t.AckTimeout-t.TickInterval, t.ReorderWindow)-t.Margin)/2, 10*time.Millisecond)
+		// The held service's events of this message arrive after its events of later
+		// messages: a disorder within one source, which must stay within allowed_lateness
+		// (half of it: the other half absorbs transport jitter) as well as the timeouts.
+		limit := max(min((min(t.AckTimeout-t.TickInterval, t.ReorderWindow)-t.Margin)/2, t.AllowedLateness/2), 10*time.Millisecond)
 		s := workload.Service(r.IntN(int(workload.NumServices)))
 		d := between(r, limit/2, limit)
 		for i := range evts {
@@ -285,13 +357,26 @@ func (p *Planner) plan(m *workload.Message, class Class) ([]workload.Event, Trut
 		}
 		truth.Labels = []Label{lost(imsemconv.ReasonAckTimeout, imsemconv.StageDeliver), late(imsemconv.StageAck)}
 	case ClassLateEvents:
-		shift := t.AckTimeout + t.TickInterval + t.Margin
+		// The deliver and ack events (im-gateway's) are held until after every source's
+		// watermark passed the deadline: the slowest source's events stamped beyond
+		// deadline + allowed_lateness reach the collector by then, and a tick decides. The
+		// gateway's own lag delays its late events too, so only the difference to the slowest
+		// source counts. The keep-alive after the stream makes sure those later events exist.
+		deadline := m.Start + t.AckTimeout
+		shift := t.AckTimeout + t.AllowedLateness + t.TickInterval + t.Margin +
+			max(p.cfg.Lags.Max()-p.cfg.Lags.Of(workload.ServiceGateway, deadline+t.AllowedLateness), 0)
 		for i := range evts {
 			if evts[i].Stage == imsemconv.StageDeliver || evts[i].Stage == imsemconv.StageAck {
 				evts[i].Due += shift
 			}
 		}
+		p.keepUntil = max(p.keepUntil, deadline+t.AllowedLateness+t.Margin)
+		// The first late event (a deliver) is late; the acks, stamped before the deadline,
+		// prove the message delivered in time once every device's arrived: the loss is retracted.
 		truth.Labels = []Label{lost(imsemconv.ReasonAckTimeout, imsemconv.StagePush), late(imsemconv.StageDeliver)}
+		if len(m.Recipients) <= MaxRetractionDevices {
+			truth.Labels = append(truth.Labels, labelRetracted)
+		}
 	case ClassOfflineExpired:
 		dev := m.Recipients[0].Device
 		evts = slices.DeleteFunc(evts, func(e workload.Event) bool {
@@ -302,7 +387,20 @@ func (p *Planner) plan(m *workload.Message, class Class) ([]workload.Event, Trut
 		panic("faults: unhandled class " + string(class))
 	}
 
+	if st := p.cfg.Stop; st != nil {
+		n := len(evts)
+		evts = slices.DeleteFunc(evts, func(e workload.Event) bool { return e.Service == st.Service && e.Due >= st.At })
+		if len(evts) < n {
+			truth.Class = ClassServiceDown
+			truth.Labels = nil
+			if l, ok := Verdict(evts); ok {
+				truth.Labels = []Label{l}
+			}
+		}
+	}
+
 	truth.Events = len(evts)
+	truth.Deadline = deadlineOf(evts, m, t)
 	truth.FirstDue = m.Start
 	if len(evts) > 0 {
 		truth.FirstDue = evts[0].Due
@@ -313,8 +411,20 @@ func (p *Planner) plan(m *workload.Message, class Class) ([]workload.Event, Trut
 	if seq > 0 {
 		if class == ClassSeqGap {
 			cs.gapOpen = true
+			cs.gaps = append(cs.gaps, m.Index)
 		} else {
-			cs.gapOpen = false
+			if cs.gapOpen {
+				reveal := truth.FirstDue
+				for _, e := range evts {
+					if e.Stage == imsemconv.StagePersist {
+						reveal = max(reveal, e.End)
+					}
+				}
+				for _, idx := range cs.gaps {
+					p.book.setDeadline(idx, reveal+t.ReorderWindow)
+				}
+			}
+			cs.gapOpen, cs.gaps = false, cs.gaps[:0]
 			if !cs.hasBaseline {
 				persistDue := truth.FirstDue
 				for _, e := range evts {
@@ -327,6 +437,103 @@ func (p *Planner) plan(m *workload.Message, class Class) ([]workload.Event, Trut
 		}
 	}
 	return evts, truth
+}
+
+// deadlineOf is the event time at which the processor decides a message lost: its send time
+// (else its earliest event's) plus ack_timeout, or offline_timeout while an offline push is
+// not followed by that device's ack.
+func deadlineOf(evts []workload.Event, m *workload.Message, t Timeouts) time.Duration {
+	if len(evts) == 0 {
+		return 0 // a seq gap: the revealing seq sets it
+	}
+	base, haveSend := time.Duration(0), false
+	earliest := evts[0].Start
+	acked := map[string]bool{}
+	for _, e := range evts {
+		earliest = min(earliest, e.Start)
+		if e.Stage == imsemconv.StageSend && !haveSend {
+			base, haveSend = e.Start, true
+		}
+		if e.Stage == imsemconv.StageAck {
+			acked[e.Device] = true
+		}
+	}
+	if !haveSend {
+		base = earliest
+	}
+	for _, e := range evts {
+		if e.Stage == imsemconv.StagePush && e.Offline && !acked[e.Device] {
+			return base + t.OfflineTimeout
+		}
+	}
+	return base + t.AckTimeout
+}
+
+// Verdict is the verdict im_loss must reach on a message from the lifecycle events that
+// were sent, once its deadline passed: delivered when every expected device acked (the
+// push's fan-out, else the devices seen), else lost on ack timeout at the last stage reached
+// by the least advanced device that did not ack (a device never seen counts at the
+// message's own last stage: send, persist or push). ok is false when no send, persist or
+// push was sent: im_loss never judges a message whose origin it did not see.
+func Verdict(evts []workload.Event) (l Label, ok bool) {
+	msgLevel := imsemconv.StageUnknown
+	fanout := 0
+	type dev struct{ pushed, delivered, acked bool }
+	devs := map[string]*dev{}
+	get := func(id string) *dev {
+		d := devs[id]
+		if d == nil {
+			d = &dev{}
+			devs[id] = d
+		}
+		return d
+	}
+	for _, e := range evts {
+		switch e.Stage {
+		case imsemconv.StageSend, imsemconv.StagePersist, imsemconv.StagePush:
+			if !e.Failed {
+				msgLevel = max(msgLevel, e.Stage)
+			}
+		}
+		switch {
+		case e.Stage == imsemconv.StagePush && e.Device == "":
+			fanout = max(fanout, e.Fanout)
+		case e.Stage == imsemconv.StagePush:
+			get(e.Device).pushed = true
+		case e.Stage == imsemconv.StageDeliver && !e.Failed:
+			get(e.Device).delivered = true
+		case e.Stage == imsemconv.StageAck && !e.Failed:
+			get(e.Device).acked = true
+		}
+	}
+	expected, acked := fanout, 0
+	if expected == 0 {
+		expected = max(1, len(devs))
+	}
+	lowest := imsemconv.StageAck
+	for _, d := range devs {
+		if d.acked {
+			acked++
+			continue
+		}
+		s := msgLevel
+		if d.pushed {
+			s = max(s, imsemconv.StagePush)
+		}
+		if d.delivered {
+			s = imsemconv.StageDeliver
+		}
+		lowest = min(lowest, s)
+	}
+	switch {
+	case msgLevel == imsemconv.StageUnknown:
+		return Label{}, false
+	case acked >= expected:
+		return labelDelivered, true
+	case expected > len(devs):
+		lowest = min(lowest, msgLevel)
+	}
+	return lost(imsemconv.ReasonAckTimeout, lowest), true
 }
 
 // upTo keeps the events up to and including stage (and the stageless receive).

@@ -230,7 +230,7 @@ func perfect(b *faults.Book, start time.Time) []Record {
 	for _, tr := range b.All() {
 		for _, l := range tr.Labels {
 			r := Record{Outcome: l.Outcome, Reason: l.Reason, Stage: l.Stage.String(), MessageID: tr.MessageID,
-				ConversationID: tr.Conversation.ID, At: start.Add(tr.FirstDue + 3*time.Second)}
+				ConversationID: tr.Conversation.ID, Retracted: l.Retracted, At: start.Add(tr.FirstDue + 3*time.Second)}
 			if l.Reason == imsemconv.ReasonSeqGap {
 				r.MessageID, r.Seq, r.HasSeq = "", tr.Seq, true
 			}
@@ -352,4 +352,92 @@ func TestValidateSignalsJudgesEachSignalAlone(t *testing.T) {
 	assert.Contains(t, vs.Summary(), "logs: ")
 	assert.NotEmpty(t, vs.Examples())
 	assert.False(t, Validations{}.Exact(), "no signal validated is not exact")
+}
+
+// TestRetractionRecordsAreTheirOwnLabel: a late record with im.loss.retracted=true is the
+// retraction the truth of late_events expects, distinct from the ordinary late record.
+func TestRetractionRecordsAreTheirOwnLabel(t *testing.T) {
+	sink, err := NewSink("127.0.0.1:0", SinkOptions{KeepRecords: true})
+	require.NoError(t, err)
+	defer sink.Stop()
+	td := outcomeTraces()
+	o := td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(1)
+	o.Attributes().PutBool(imsemconv.AttrLossRetracted, true)
+	require.NoError(t, exportTraces(t, sink.Endpoint(), td))
+	recs := sink.Records()
+	require.True(t, recs[0].Retracted)
+	assert.Equal(t, "late@ack(retracted)", labelOf(recs[0]))
+	assert.False(t, recs[1].Retracted)
+	recs[0].Retracted = false
+	assert.Equal(t, "late@ack", labelOf(recs[0]))
+
+	b := book(t, 9)
+	start := time.Unix(2000, 0)
+	perf := perfect(b, start)
+	retractions := 0
+	for i := range perf {
+		if perf[i].Retracted {
+			retractions++
+		}
+	}
+	require.Positive(t, retractions, "late_events expect retractions")
+	v := Validate(b, 9, start, perf)
+	require.True(t, v.Exact(), "%s", v.Summary())
+	// A processor that forgets the flag misses every retraction and claims repeated late@ack
+	// records instead.
+	for i := range perf {
+		perf[i].Retracted = false
+	}
+	v = Validate(b, 9, start, perf)
+	q, ok := v.Quality("late@ack(retracted)")
+	require.True(t, ok)
+	assert.Equal(t, int64(retractions), q.FN)
+	assert.False(t, v.Exact())
+	det := Detections(b, 9, perfect(b, start))
+	assert.Len(t, det, int(b.Len()))
+}
+
+// TestSinkStallHoldsRequestsAndDropsAbandonedOnes: while stalled the sink answers nothing; a
+// request whose client gives up is not recorded; the held ones are recorded on Resume.
+func TestSinkStallHoldsRequestsAndDropsAbandonedOnes(t *testing.T) {
+	sink, err := NewSink("127.0.0.1:0", SinkOptions{KeepRecords: true})
+	require.NoError(t, err)
+	defer sink.Stop()
+	sink.Stall()
+	sink.Stall() // idempotent
+	conn, err := grpc.NewClient(sink.Endpoint(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	client := ptraceotlp.NewGRPCClient(conn)
+
+	short, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = client.Export(short, ptraceotlp.NewExportRequestFromTraces(outcomeTraces()))
+	require.Error(t, err, "a stalled sink does not answer")
+
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := client.Export(ctx, ptraceotlp.NewExportRequestFromTraces(outcomeTraces()))
+		done <- err
+	}()
+	require.NoError(t, testcollector.Eventually(context.Background(), 10*time.Millisecond, func() error {
+		if held, _, _ := sink.Stalls(); held != 1 {
+			return fmt.Errorf("%d requests held", held)
+		}
+		return nil
+	}))
+	spans, _, _, outcomes := sink.Counts()
+	assert.Zero(t, spans+outcomes, "nothing recorded while stalled")
+	sink.Resume()
+	require.NoError(t, <-done)
+	spans, _, _, outcomes = sink.Counts()
+	assert.Equal(t, int64(4), spans, "the held request is recorded once; the abandoned one never")
+	assert.Equal(t, int64(3), outcomes)
+	held, maxHeld, abandoned := sink.Stalls()
+	assert.Zero(t, held)
+	assert.Equal(t, int64(1), maxHeld)
+	assert.Equal(t, int64(1), abandoned)
+	require.NoError(t, exportTraces(t, sink.Endpoint(), outcomeTraces()), "a resumed sink answers at once")
 }

@@ -19,6 +19,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	// Collector exporters compress with gzip by default; a real backend accepts it.
 	_ "google.golang.org/grpc/encoding/gzip"
 
@@ -36,6 +38,8 @@ type Record struct {
 	Device         string
 	Seq            int64
 	HasSeq         bool
+	// Retracted is im.loss.retracted on a late record: the loss it follows is taken back.
+	Retracted bool
 	// At is when the sink received it.
 	At time.Time
 }
@@ -54,7 +58,8 @@ type SinkOptions struct {
 }
 
 // Sink is an in-process OTLP gRPC server standing in for imcol's backend. It can be taken
-// down and brought back on the same address to simulate a backend outage.
+// down and brought back on the same address to simulate a backend outage, or stalled: it
+// keeps the connections but answers no request until resumed, as an overloaded backend does.
 type Sink struct {
 	opts SinkOptions
 	addr string
@@ -65,8 +70,72 @@ type Sink struct {
 	serving chan struct{}
 	records []Record
 	unique  map[pcommon.SpanID]struct{}
+	// stalled, while not nil, holds every request until it is closed (Resume).
+	stalled chan struct{}
 
 	spans, logs, points, outcomes, repeats, overflow atomic.Int64
+	held, abandoned, maxHeld                         atomic.Int64
+}
+
+// Stall makes the sink hold every request without answering until Resume. A request whose
+// client gives up meanwhile (its deadline passes, or it cancels) is answered with an error
+// and not recorded: the client will send it again. Stalling a stalled sink does nothing.
+func (s *Sink) Stall() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stalled == nil {
+		s.stalled = make(chan struct{})
+	}
+}
+
+// Resume answers the requests held since Stall, and every later one at once.
+func (s *Sink) Resume() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stalled != nil {
+		close(s.stalled)
+		s.stalled = nil
+	}
+}
+
+// Stalls reports the requests held right now, the most held at once, and the requests
+// abandoned by their client while held (answered with an error, not recorded).
+func (s *Sink) Stalls() (held, maxHeld, abandoned int64) {
+	return s.held.Load(), s.maxHeld.Load(), s.abandoned.Load()
+}
+
+// resumeGrace is how much of its deadline a held request must have left when the sink
+// resumes to be recorded: closer to its deadline, the client may already have given up and
+// will retry, so recording it too would count its items twice.
+const resumeGrace = 100 * time.Millisecond
+
+// hold blocks while the sink is stalled; it fails when the request's client gave up.
+func (s *Sink) hold(ctx context.Context) error {
+	s.mu.Lock()
+	ch := s.stalled
+	s.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	n := s.held.Add(1)
+	defer s.held.Add(-1)
+	for {
+		m := s.maxHeld.Load()
+		if n <= m || s.maxHeld.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	select {
+	case <-ch:
+	case <-ctx.Done():
+		s.abandoned.Add(1)
+		return status.Error(codes.Unavailable, "sink stalled; the client gave up")
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < resumeGrace {
+		s.abandoned.Add(1)
+		return status.Error(codes.Unavailable, "sink resumed too close to the request's deadline")
+	}
+	return nil
 }
 
 // NewSink listens on addr ("127.0.0.1:0" picks a port).
@@ -189,7 +258,10 @@ type traceService struct {
 	s *Sink
 }
 
-func (t *traceService) Export(_ context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
+func (t *traceService) Export(ctx context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
+	if err := t.s.hold(ctx); err != nil {
+		return ptraceotlp.NewExportResponse(), err
+	}
 	r := t.s.receive("traces")
 	td := req.Traces()
 	t.s.spans.Add(int64(td.SpanCount()))
@@ -209,7 +281,10 @@ type logService struct {
 	s *Sink
 }
 
-func (l *logService) Export(_ context.Context, req plogotlp.ExportRequest) (plogotlp.ExportResponse, error) {
+func (l *logService) Export(ctx context.Context, req plogotlp.ExportRequest) (plogotlp.ExportResponse, error) {
+	if err := l.s.hold(ctx); err != nil {
+		return plogotlp.NewExportResponse(), err
+	}
 	r := l.s.receive("logs")
 	ld := req.Logs()
 	l.s.logs.Add(int64(ld.LogRecordCount()))
@@ -260,7 +335,10 @@ type metricService struct {
 	s *Sink
 }
 
-func (m *metricService) Export(_ context.Context, req pmetricotlp.ExportRequest) (pmetricotlp.ExportResponse, error) {
+func (m *metricService) Export(ctx context.Context, req pmetricotlp.ExportRequest) (pmetricotlp.ExportResponse, error) {
+	if err := m.s.hold(ctx); err != nil {
+		return pmetricotlp.NewExportResponse(), err
+	}
 	m.s.points.Add(int64(req.Metrics().DataPointCount()))
 	return pmetricotlp.NewExportResponse(), nil
 }
@@ -290,6 +368,9 @@ func decodeRecord(signal string, a pcommon.Map, at time.Time) Record {
 	r.Device = str(imsemconv.AttrRecipientDevice)
 	if v, ok := a.Get(imsemconv.AttrSeq); ok && v.Type() == pcommon.ValueTypeInt {
 		r.Seq, r.HasSeq = v.Int(), true
+	}
+	if v, ok := a.Get(imsemconv.AttrLossRetracted); ok && v.Type() == pcommon.ValueTypeBool {
+		r.Retracted = v.Bool()
 	}
 	return r
 }

@@ -25,7 +25,7 @@ type ClassQuality struct {
 	Precision float64 `json:"precision"`
 	Recall    float64 `json:"recall"`
 	// Latency is from the message's first event leaving the generator to the record
-	// reaching the sink, over true positives.
+	// reaching the sink, over true positives (the sender's export lag included).
 	Latency Latency `json:"detection_latency"`
 }
 
@@ -267,13 +267,13 @@ func Validate(book *faults.Book, seed uint64, start time.Time, records []Record)
 // labelOf turns a record into the label the truth uses. A delivered record's stage is
 // always ack (the processor may leave im.loss.stage empty on it).
 func labelOf(r Record) string {
-	l := faults.Label{Outcome: r.Outcome, Reason: r.Reason}
+	l := faults.Label{Outcome: r.Outcome, Reason: r.Reason, Retracted: r.Retracted}
 	if st, ok := imsemconv.ParseStage(r.Stage); ok {
 		l.Stage = st
 	}
 	switch r.Outcome {
 	case imsemconv.OutcomeDelivered:
-		l.Stage, l.Reason = imsemconv.StageAck, ""
+		l.Stage, l.Reason, l.Retracted = imsemconv.StageAck, "", false
 	case imsemconv.OutcomeLate, imsemconv.OutcomeDuplicate:
 		// The loss reason of a late record repeats the earlier loss; the truth keys the
 		// record by the late event's stage only.
@@ -284,6 +284,38 @@ func labelOf(r Record) string {
 
 func isPrimary(label string) bool {
 	return strings.HasPrefix(label, string(imsemconv.OutcomeDelivered)+"@") || strings.HasPrefix(label, string(imsemconv.OutcomeLost)+"/")
+}
+
+// Detections returns, per message index, when the first record of each label reached the
+// sink: what latency checks beyond Validate's summary need.
+func Detections(book *faults.Book, seed uint64, records []Record) map[int64]map[string]time.Time {
+	truths := book.All()
+	bySeq := make(map[[2]string]int64)
+	for _, t := range truths {
+		if t.Seq > 0 {
+			bySeq[[2]string{t.Conversation.ID, fmt.Sprint(t.Seq)}] = t.Index
+		}
+	}
+	out := map[int64]map[string]time.Time{}
+	for _, r := range records {
+		idx, ok := workload.ParseMessageID(seed, r.MessageID)
+		if !ok && r.MessageID == "" && r.HasSeq {
+			idx, ok = bySeq[[2]string{r.ConversationID, fmt.Sprint(r.Seq)}]
+		}
+		if !ok {
+			continue
+		}
+		m := out[idx]
+		if m == nil {
+			m = map[string]time.Time{}
+			out[idx] = m
+		}
+		l := labelOf(r)
+		if at, seen := m[l]; !seen || r.At.Before(at) {
+			m[l] = r.At
+		}
+	}
+	return out
 }
 
 // hit is one label detected for a message and when its first record arrived.

@@ -29,27 +29,48 @@ const (
 	EnvReorderWindow  = "IMCOL_TB_REORDER_WINDOW"
 	EnvTickInterval   = "IMCOL_TB_TICK_INTERVAL"
 	EnvMaxTracked     = "IMCOL_TB_MAX_TRACKED"
+	// The event-time settings: allowed_lateness, source_idle_timeout, max_source_lag.
+	EnvAllowedLateness   = "IMCOL_TB_ALLOWED_LATENESS"
+	EnvSourceIdleTimeout = "IMCOL_TB_SOURCE_IDLE_TIMEOUT"
+	EnvMaxSourceLag      = "IMCOL_TB_MAX_SOURCE_LAG"
 )
 
+// timeoutEnv sets every im_loss setting a scenario config reads; event-time settings left
+// zero get im_loss's defaults, as the planner assumes.
 func timeoutEnv(t faults.Timeouts) map[string]string {
+	t = t.WithDefaults()
 	return map[string]string{
-		EnvAckTimeout:     t.AckTimeout.String(),
-		EnvOfflineTimeout: t.OfflineTimeout.String(),
-		EnvReorderWindow:  t.ReorderWindow.String(),
-		EnvTickInterval:   t.TickInterval.String(),
+		EnvAckTimeout:        t.AckTimeout.String(),
+		EnvOfflineTimeout:    t.OfflineTimeout.String(),
+		EnvReorderWindow:     t.ReorderWindow.String(),
+		EnvTickInterval:      t.TickInterval.String(),
+		EnvAllowedLateness:   t.AllowedLateness.String(),
+		EnvSourceIdleTimeout: t.SourceIdleTimeout.String(),
+		EnvMaxSourceLag:      t.MaxSourceLag.String(),
 	}
+}
+
+// eventTime gives timeouts the event-time settings the quick scenarios use: allowed_lateness
+// 500 ms (the planner keeps tolerated disorder within half of it); source_idle_timeout equal
+// to ack_timeout (a dead service is written off one timeout after it fell silent); and
+// max_source_lag twice ack_timeout. At the end of every run all sources go idle and the
+// watermark holds, so the last messages are decided only by the max_source_lag cap:
+// settle waits for it (deadline + max_source_lag after the last message).
+func eventTime(t faults.Timeouts) faults.Timeouts {
+	t.AllowedLateness, t.SourceIdleTimeout, t.MaxSourceLag = 500*time.Millisecond, t.AckTimeout, 2*t.AckTimeout
+	return t
 }
 
 // ShortTimeouts are the im_loss settings of the quick scenarios: every fault class is
 // decided within seconds, with margins wide enough for a loaded two-core machine.
 func ShortTimeouts() faults.Timeouts {
-	return faults.Timeouts{
+	return eventTime(faults.Timeouts{
 		AckTimeout:     3 * time.Second,
 		OfflineTimeout: 12 * time.Second,
 		ReorderWindow:  3 * time.Second,
 		TickInterval:   100 * time.Millisecond,
 		Margin:         2 * time.Second,
-	}
+	})
 }
 
 // offlineReconnect places offline devices' return after the ack timeout (so the offline
@@ -74,7 +95,11 @@ type Load struct {
 	Workload workload.Config
 	Faults   map[faults.Class]float64
 	Timeouts faults.Timeouts
-	Sender   sender.Config
+	// Lags are the per-service export lags, given to the sender and the planner alike.
+	Lags workload.Lags
+	// Stop makes one service stop sending for good (faults.Config.Stop).
+	Stop   *faults.Stop
+	Sender sender.Config
 }
 
 // loadRun is a load in progress.
@@ -91,11 +116,13 @@ func startLoad(ctx context.Context, tb testing.TB, l Load) *loadRun {
 		tb.Fatalf("workload: %v", err)
 	}
 	book := faults.NewBook()
-	planner, err := faults.NewPlanner(gen, faults.Config{Probability: l.Faults, Timeouts: l.Timeouts}, book)
+	planner, err := faults.NewPlanner(gen, faults.Config{Probability: l.Faults, Timeouts: l.Timeouts, Lags: l.Lags, Stop: l.Stop}, book)
 	if err != nil {
 		tb.Fatalf("faults: %v", err)
 	}
-	run, err := sender.Start(ctx, l.Sender, planner)
+	sc := l.Sender
+	sc.Lags = l.Lags
+	run, err := sender.Start(ctx, sc, planner)
 	if err != nil {
 		tb.Fatalf("sender: %v", err)
 	}

@@ -145,39 +145,7 @@ func Correctness(tb testing.TB, o CorrectnessOptions) *CorrectnessResult {
 	res.Settle = settle(ctx, top, sink, settleCondition{minRecords: expectedAllSignals(lr.book), idle: true}, o.Deadline)
 	res.Validations = harness.ValidateSignals(lr.book, lr.seed, lr.run.StartTime(), sink.Records(), outcomeSignals)
 
-	// Every outcome reaches both SLOs (one per signal). The connector flushes on its own
-	// interval: poll until it agrees with the truth.
-	var want SLOCheck
-	for _, t := range lr.book.All() {
-		for _, l := range t.Labels {
-			if l.Primary() {
-				want.WantEvents++
-				if l.Outcome == imsemconv.OutcomeDelivered {
-					want.WantGood++
-				}
-			}
-		}
-	}
-	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	for _, name := range []string{"delivery-traces", "delivery-logs"} {
-		chk := want
-		chk.Name = name
-		if err := testcollector.Eventually(sctx, 250*time.Millisecond, func() error {
-			ev, good, err := sloCounts(sctx, top, name)
-			if err != nil {
-				return err
-			}
-			chk.Events, chk.Good = ev, good
-			if ev != float64(chk.WantEvents) || good != float64(chk.WantGood) {
-				return fmt.Errorf("SLO %s counts %v events, %v good; the truth has %d and %d", name, ev, good, chk.WantEvents, chk.WantGood)
-			}
-			return nil
-		}); err != nil {
-			chk.Problem = err.Error()
-		}
-		res.SLO = append(res.SLO, chk)
-	}
+	res.SLO = checkSLOs(ctx, top, lr.book)
 
 	end := time.Now()
 	if res.Drops, err = top.drops(ctx); err != nil {
@@ -205,6 +173,60 @@ func Correctness(tb testing.TB, o CorrectnessOptions) *CorrectnessResult {
 }
 
 const outcomesMetric = "otelcol_processor_im_loss_outcomes_total"
+
+// deliverySLOs are the delivery SLOs of the IM scenario configs, one per outcome signal.
+var deliverySLOs = []string{"delivery-traces", "delivery-logs"}
+
+// sloTruth is what a delivery SLO must count for the truth: one event per verdict (delivered
+// or lost), good when delivered, plus one good event per retraction record (a loss taken
+// back by late acks stamped before the deadline; the event itself was counted as lost).
+func sloTruth(book *faults.Book) SLOCheck {
+	var want SLOCheck
+	for _, t := range book.All() {
+		for _, l := range t.Labels {
+			switch {
+			case l.Primary():
+				want.WantEvents++
+				if l.Outcome == imsemconv.OutcomeDelivered {
+					want.WantGood++
+				}
+			case l.Retracted:
+				want.WantGood++
+			}
+		}
+	}
+	return want
+}
+
+// checkSLOs polls every delivery SLO (the connector flushes on its own interval) until its
+// counters agree with the truth, or 15 s pass.
+func checkSLOs(ctx context.Context, top topology, book *faults.Book) []SLOCheck {
+	want := sloTruth(book)
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	var out []SLOCheck
+	for _, name := range deliverySLOs {
+		chk := want
+		chk.Name = name
+		if err := testcollector.Eventually(sctx, 250*time.Millisecond, func() error {
+			// Scraped with the parent context: when the wait runs out, the last problem
+			// reported is the disagreement, not a scrape cut short by the deadline.
+			ev, good, err := sloCounts(ctx, top, name)
+			if err != nil {
+				return err
+			}
+			chk.Events, chk.Good = ev, good
+			if ev != float64(chk.WantEvents) || good != float64(chk.WantGood) {
+				return fmt.Errorf("SLO %s counts %v events, %v good; the truth has %d and %d", name, ev, good, chk.WantEvents, chk.WantGood)
+			}
+			return nil
+		}); err != nil {
+			chk.Problem = err.Error()
+		}
+		out = append(out, chk)
+	}
+	return out
+}
 
 // Check fails tb unless the run was exact: precision = recall = 1 for every label, every
 // fault class injected, nothing refused or dropped, and the SLO counters equal to the truth.

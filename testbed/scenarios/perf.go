@@ -81,10 +81,10 @@ func DefaultThroughput() ThroughputOptions {
 		Workers:          4,
 		FaultProbability: 0.001,
 		// Offline devices are back within 8 s, which bounds each step's tail.
-		Timeouts: faults.Timeouts{
+		Timeouts: eventTime(faults.Timeouts{
 			AckTimeout: 5 * time.Second, OfflineTimeout: 12 * time.Second, ReorderWindow: 5 * time.Second,
 			TickInterval: 250 * time.Millisecond, Margin: 2 * time.Second,
-		},
+		}),
 		Seed:               1000,
 		SettleDeadline:     60 * time.Second,
 		StopAtFirstFailure: true,

@@ -43,10 +43,10 @@ type RestartOptions struct {
 func DefaultRestart(mode RestartMode) RestartOptions {
 	return RestartOptions{
 		Mode: mode, Messages: 6000, Rate: 200, Seed: 3000, FaultProbability: 0.01, At: 1.0 / 3,
-		Timeouts: faults.Timeouts{
+		Timeouts: eventTime(faults.Timeouts{
 			AckTimeout: 15 * time.Second, OfflineTimeout: 30 * time.Second, ReorderWindow: 10 * time.Second,
 			TickInterval: 100 * time.Millisecond, Margin: 2 * time.Second,
-		},
+		}),
 		Deadline: 90 * time.Second,
 	}
 }

@@ -31,6 +31,10 @@ type Config struct {
 	RetryTimeout time.Duration
 	// Tick is the pacing resolution (default 5ms).
 	Tick time.Duration
+	// Lags hold every event of a lagged service back on its way to the exporter (a backed-up
+	// pipeline between the service and the collector); the events keep their timestamps.
+	// Tell the fault planner the same lags (faults.Config.Lags).
+	Lags workload.Lags
 }
 
 // Validate checks the settings.
@@ -54,6 +58,11 @@ func (c *Config) Validate() error {
 	}
 	if c.RetryTimeout < 0 || c.Tick < 0 {
 		errs = append(errs, errors.New("retry timeout and tick must not be negative"))
+	}
+	for i, l := range c.Lags {
+		if l.Delay < 0 || l.Ramp < 0 || l.Delay > workload.MaxLag || l.Ramp > workload.MaxLag {
+			errs = append(errs, fmt.Errorf("lag of %s: delay %s and ramp %s must be in 0..%s", workload.Service(i).Name(), l.Delay, l.Ramp, workload.MaxLag))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -152,7 +161,7 @@ func Start(ctx context.Context, cfg Config, src workload.Source) (*Run, error) {
 	}
 	r := &Run{
 		cfg:   cfg,
-		sched: workload.NewSchedule(src),
+		sched: workload.NewSchedule(workload.Lagged(src, cfg.Lags)),
 		exp:   exp,
 		start: time.Now(),
 		work:  make(chan request, 2*cfg.Workers),

@@ -253,3 +253,24 @@ func TestStatsRate(t *testing.T) {
 	assert.Equal(t, 100.0, Stats{Messages: 101, LastStart: time.Second}.Rate())
 	assert.Zero(t, Stats{Messages: 1, LastStart: time.Second}.Rate())
 }
+
+// TestLagHoldsOneServiceBack: with the push service lagged, its events reach the collector
+// that much later than the others, with their own timestamps.
+func TestLagHoldsOneServiceBack(t *testing.T) {
+	sink, err := harness.NewSink("127.0.0.1:0", harness.SinkOptions{TrackUnique: true})
+	require.NoError(t, err)
+	defer sink.Stop()
+	p, book := planner(t, 20, 200)
+	lags, err := workload.ParseLags("push=400ms/0s")
+	require.NoError(t, err)
+	begin := time.Now()
+	run, err := Start(context.Background(), Config{Endpoint: sink.Endpoint(), Lags: lags}, p)
+	require.NoError(t, err)
+	stats, err := run.Wait()
+	require.NoError(t, err)
+	_, accepted, _, _ := stats.Items()
+	assert.Equal(t, totalEvents(book), accepted)
+	// The last message starts at 95ms; its push leaves 400ms later.
+	assert.GreaterOrEqual(t, time.Since(begin), 450*time.Millisecond)
+	assert.Error(t, (&Config{Endpoint: "127.0.0.1:1", Lags: workload.Lags{{Delay: -time.Second}}}).Validate())
+}

@@ -43,7 +43,7 @@ func main() {
 	}
 }
 
-var allScenarios = []string{"correctness", "scale-out", "throughput", "memory", "restart", "backend-outage"}
+var allScenarios = []string{"correctness", "scale-out", "lag", "dead-service", "throughput", "memory", "restart", "backend-outage"}
 
 type options struct {
 	scenarios []string
@@ -170,6 +170,21 @@ func runScenario(tb testing.TB, name string, o options) any {
 		}
 		c.Signals = sig
 		return scenarios.Correctness(tb, c)
+	case "lag":
+		var out []*scenarios.LagResult
+		for _, mode := range scenarios.LagModes {
+			l := scenarios.DefaultLag(mode)
+			l.Name = "bench-lag-" + string(mode)
+			if !o.quick {
+				l.Messages *= 2
+			}
+			out = append(out, scenarios.Lag(tb, l))
+		}
+		return out
+	case "dead-service":
+		d := scenarios.DefaultDeadService()
+		d.Name = "bench-dead-service"
+		return scenarios.DeadService(tb, d)
 	case "throughput":
 		t := scenarios.DefaultThroughput()
 		t.Workers, t.Signals, t.Variants = o.workers, o.signals, o.variants

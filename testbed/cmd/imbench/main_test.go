@@ -57,6 +57,13 @@ func TestReportsRenderEveryScenario(t *testing.T) {
 			}},
 		"restart":        []*scenarios.RestartResult{{Mode: scenarios.RestartGraceful, Validations: v, Downtime: "1s"}},
 		"backend-outage": &scenarios.OutageResult{Accepted: 10, Delivered: 10, Outage: "5s", Validations: v},
+		"lag": []*scenarios.LagResult{
+			{Options: scenarios.DefaultLag(scenarios.LagGateway), Mode: scenarios.LagGateway, Lags: "im-gateway=6s/3s", Validations: v,
+				Latency: scenarios.LatencyCheck{What: "w", Checked: 3, Over: 1, Examples: []string{"message 4 late"}}},
+			{Options: scenarios.DefaultLag(scenarios.LagStall), Mode: scenarios.LagStall, Validations: v,
+				Stall: &scenarios.StallInfo{Duration: "9s", MaxHeld: 2, Abandoned: 3}},
+		},
+		"dead-service": &scenarios.DeadServiceResult{Options: scenarios.DefaultDeadService(), Service: "im-gateway", StoppedAt: "2.5s", Validations: v},
 	}
 	dir := t.TempDir()
 	sum := &summaryReport{Date: "2026-01-02"}
@@ -83,7 +90,14 @@ func TestReportsRenderEveryScenario(t *testing.T) {
 	so, err := os.ReadFile(filepath.Join(dir, "2026-01-02-scale-out.md"))
 	require.NoError(t, err)
 	assert.Contains(t, string(so), "| b2 | backend | 60 | 6 | none |")
+	lg, err := os.ReadFile(filepath.Join(dir, "2026-01-02-lag.md"))
+	require.NoError(t, err)
+	assert.Contains(t, string(lg), "| gateway | im-gateway=6s/3s |")
+	assert.Contains(t, string(lg), "sink stalled 9s (held at most 2 requests, 3 abandoned)")
+	assert.Contains(t, string(lg), "testbed/configs/stall.yaml")
 	s := sum.markdown()
+	assert.Contains(t, s, "- lag (gateway): exact")
+	assert.Contains(t, s, "- dead-service (im-gateway stops at 2.5s)")
 	assert.Contains(t, s, "scale-out (gateway + 2 backends)")
 	assert.Contains(t, s, "outcomes per backend 4 / 6")
 	assert.Contains(t, s, "bytes per in-flight message")

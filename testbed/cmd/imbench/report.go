@@ -46,6 +46,12 @@ func markdown(r report) string {
 	case *scenarios.OutageResult:
 		used = []string{"backend-outage"}
 		writeOutage(&b, res)
+	case []*scenarios.LagResult:
+		used = []string{"correctness", "stall"}
+		writeLag(&b, res)
+	case *scenarios.DeadServiceResult:
+		used = []string{"correctness"}
+		writeDeadService(&b, res)
 	}
 	if r.Scenario != "throughput" && r.Scenario != "memory" {
 		fmt.Fprintf(&b, "\nCPU-per-message and RSS ratios of the IM pipeline against baseline and peer, measured in the same run: %s-throughput.md and %s-memory.md.\n", r.Date, r.Date)
@@ -238,6 +244,58 @@ func writeOutage(b *strings.Builder, r *scenarios.OutageResult) {
 	writeQualities(b, r.Validations, "###")
 }
 
+func writeLag(b *strings.Builder, rs []*scenarios.LagResult) {
+	b.WriteString("## Settings\n\nEvery fault class with the telemetry made late: one service or all lagged on their way to the collector (timestamps unchanged; the lag ramps in over half its length from the start), or the sink stalled mid-run with no sending queue, so the whole pipeline blocks and pushes back on the services. On event time the verdicts must equal the truth; each loss is measured from its deadline in event time to its record at the sink.\n\n")
+	if len(rs) > 0 {
+		t := rs[0].Options.Timeouts
+		fmt.Fprintf(b, "im_loss: ack_timeout %s, offline_timeout %s, reorder_window %s, tick_interval %s, allowed_lateness %s, source_idle_timeout %s, max_source_lag %s; fault margin %s.\n\n",
+			t.AckTimeout, t.OfflineTimeout, t.ReorderWindow, t.TickInterval, t.AllowedLateness, t.SourceIdleTimeout, t.MaxSourceLag, t.Margin)
+	}
+	b.WriteString("| mode | lags / stall | messages | exact | losses measured | over bound | worst latency ms | its bound ms | SLO equal to truth | drops | settled |\n|---|---|---:|---|---:|---:|---:|---:|---|---|---|\n")
+	for _, r := range rs {
+		lags := r.Lags
+		if r.Stall != nil {
+			lags = fmt.Sprintf("sink stalled %s (held at most %d requests, %d abandoned)", r.Stall.Duration, r.Stall.MaxHeld, r.Stall.Abandoned)
+		}
+		var messages int64
+		if len(r.Validations) > 0 {
+			messages = r.Validations[0].Messages
+		}
+		fmt.Fprintf(b, "| %s | %s | %d | %v | %d | %d | %.0f | %.0f | %v | %d | %v |\n", r.Mode, lags, messages, r.Validations.Exact(),
+			r.Latency.Checked, r.Latency.Over, r.Latency.Worst.LatencyMs, r.Latency.Worst.BoundMs, sloOK(r.SLO), len(r.Drops), r.Settle.Settled)
+	}
+	if len(rs) > 0 {
+		fmt.Fprintf(b, "\nLatency: %s.\n\n", rs[0].Latency.What)
+	}
+	for _, r := range rs {
+		fmt.Fprintf(b, "### %s\n\n", r.Mode)
+		writeQualities(b, r.Validations, "####")
+		for _, e := range r.Latency.Examples {
+			fmt.Fprintf(b, "- %s\n", e)
+		}
+	}
+}
+
+func writeDeadService(b *strings.Builder, r *scenarios.DeadServiceResult) {
+	o := r.Options
+	b.WriteString("## Settings\n\n")
+	fmt.Fprintf(b, "%d clean messages at %.0f/s; %s stops sending for good at %s. The truth of each message follows from the events that were sent (the least advanced missing device's last stage). im_loss: ack_timeout %s, source_idle_timeout %s, max_source_lag %s.\n\n",
+		o.Messages, o.Rate, r.Service, r.StoppedAt, o.Timeouts.AckTimeout, o.Timeouts.SourceIdleTimeout, o.Timeouts.MaxSourceLag)
+	fmt.Fprintf(b, "Exact: **%v**; messages hit by the stop: %d; losses measured %d, over their bound %d (worst %.0f ms of %.0f ms); SLO equal to the truth: %v; drops: %v; settled after %s.\n\n",
+		r.Validations.Exact(), r.Classes["service_down"], r.Latency.Checked, r.Latency.Over, r.Latency.Worst.LatencyMs, r.Latency.Worst.BoundMs, sloOK(r.SLO), r.Drops, r.Settle.Waited)
+	fmt.Fprintf(b, "Latency: %s.\n\n", r.Latency.What)
+	writeQualities(b, r.Validations, "###")
+}
+
+func sloOK(slos []scenarios.SLOCheck) bool {
+	for _, s := range slos {
+		if s.Problem != "" {
+			return false
+		}
+	}
+	return len(slos) > 0
+}
+
 func writeConfigs(b *strings.Builder, names []string) {
 	b.WriteString("\n## Collector configs\n\n")
 	for _, n := range names {
@@ -297,6 +355,12 @@ func (s *summaryReport) add(r report) {
 		}
 	case *scenarios.OutageResult:
 		s.Lines = append(s.Lines, fmt.Sprintf("- backend-outage (%s down): %d of %d items lost, %d duplicated; detection exact %v", res.Outage, res.Lost, res.Accepted, res.Duplicates, res.Validations.Exact()))
+	case []*scenarios.LagResult:
+		for _, lr := range res {
+			s.Lines = append(s.Lines, fmt.Sprintf("- lag (%s): exact %v (%s); %d of %d losses over their latency bound", lr.Mode, lr.Validations.Exact(), labelsLine(lr.Validations), lr.Latency.Over, lr.Latency.Checked))
+		}
+	case *scenarios.DeadServiceResult:
+		s.Lines = append(s.Lines, fmt.Sprintf("- dead-service (%s stops at %s): exact %v (%s); %d of %d losses over their latency bound", res.Service, res.StoppedAt, res.Validations.Exact(), labelsLine(res.Validations), res.Latency.Over, res.Latency.Checked))
 	}
 }
 

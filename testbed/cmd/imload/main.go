@@ -54,6 +54,10 @@ func run(args []string, out io.Writer) error {
 		reorder  = fs.Duration("reorder-window", 10*time.Second, "the collector's im_loss reorder_window")
 		tick     = fs.Duration("tick-interval", time.Second, "the collector's im_loss tick_interval")
 		margin   = fs.Duration("margin", 2*time.Second, "transport allowance separating within from beyond a timeout")
+		late     = fs.Duration("allowed-lateness", 2*time.Second, "the collector's im_loss allowed_lateness (disorder within one service it tolerates)")
+		idle     = fs.Duration("source-idle-timeout", time.Minute, "the collector's im_loss source_idle_timeout")
+		maxLag   = fs.Duration("max-source-lag", 2*time.Minute, "the collector's im_loss max_source_lag")
+		lagArg   = fs.String("lag", "", "export lag per service: service=delay[/ramp],... or all=delay (e.g. im-gateway=10s); the ramp defaults to the delay")
 	)
 	fs.Uint64Var(&wc.Seed, "seed", wc.Seed, "seed of the whole workload")
 	fs.Float64Var(&wc.Rate, "rate", wc.Rate, "messages per second")
@@ -75,7 +79,12 @@ func run(args []string, out io.Writer) error {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 
-	t := faults.Timeouts{AckTimeout: *ackT, OfflineTimeout: *offT, ReorderWindow: *reorder, TickInterval: *tick, Margin: *margin}
+	t := faults.Timeouts{AckTimeout: *ackT, OfflineTimeout: *offT, ReorderWindow: *reorder, TickInterval: *tick, Margin: *margin,
+		AllowedLateness: *late, SourceIdleTimeout: *idle, MaxSourceLag: *maxLag}
+	lags, err := workload.ParseLags(*lagArg)
+	if err != nil {
+		return err
+	}
 	if wc.OfflineReconnectMin == 0 {
 		wc.OfflineReconnectMin = t.AckTimeout + t.Margin + t.TickInterval
 	}
@@ -107,7 +116,7 @@ func run(args []string, out io.Writer) error {
 		return err
 	}
 	book := faults.NewBook()
-	planner, err := faults.NewPlanner(gen, faults.Config{Probability: probs, Timeouts: t}, book)
+	planner, err := faults.NewPlanner(gen, faults.Config{Probability: probs, Timeouts: t, Lags: lags}, book)
 	if err != nil {
 		return err
 	}
@@ -116,13 +125,14 @@ func run(args []string, out io.Writer) error {
 	defer stop()
 	r, err := sender.Start(ctx, sender.Config{
 		Endpoint: *endpoint, Protocol: *protocol, Signals: sig,
-		Workers: *workers, MaxBatch: *batch, RetryTimeout: *retry,
+		Workers: *workers, MaxBatch: *batch, RetryTimeout: *retry, Lags: lags,
 	}, planner)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "imload: %d messages at %.0f/s to %s (%s, %s), seed %d; delayed events (offline devices, late acks) follow for up to %s after the last message\n",
-		wc.Messages, wc.Rate, *endpoint, *protocol, sig, wc.Seed, max(wc.OfflineReconnectMax+time.Second, t.AckTimeout+t.TickInterval+t.Margin+time.Second))
+	fmt.Fprintf(out, "imload: %d messages at %.0f/s to %s (%s, %s, lags %s), seed %d; delayed events (offline devices, late acks, lagged services) follow for up to %s after the last message\n",
+		wc.Messages, wc.Rate, *endpoint, *protocol, sig, lags, wc.Seed,
+		max(wc.OfflineReconnectMax+time.Second, t.AckTimeout+t.AllowedLateness+t.TickInterval+t.Margin+time.Second)+2*lags.Max())
 	if *progress > 0 {
 		ticker := time.NewTicker(*progress)
 	loop:
@@ -172,6 +182,8 @@ type truthLine struct {
 	Class          string   `json:"class"`
 	Expect         []string `json:"expect"`
 	FirstSent      string   `json:"first_sent"`
+	// Deadline is when a lost verdict is due in event time (send time + ack_timeout, ...).
+	Deadline string `json:"deadline,omitempty"`
 }
 
 func writeTruth(path string, book *faults.Book, start time.Time) error {
@@ -184,6 +196,9 @@ func writeTruth(path string, book *faults.Book, start time.Time) error {
 	for _, t := range book.All() {
 		l := truthLine{MessageID: t.MessageID, ConversationID: t.Conversation.ID, Seq: t.Seq, Class: string(t.Class),
 			FirstSent: start.Add(t.FirstDue).UTC().Format(time.RFC3339Nano)}
+		if t.Deadline > 0 {
+			l.Deadline = start.Add(t.Deadline).UTC().Format(time.RFC3339Nano)
+		}
 		for _, lb := range t.Labels {
 			l.Expect = append(l.Expect, lb.String())
 		}

@@ -24,10 +24,12 @@ func TestSendsAndWritesTheTruth(t *testing.T) {
 		"-endpoint", sink.Endpoint(), "-messages", "80", "-rate", "2000", "-signals", "mixed",
 		"-faults", "loss_push=0.5", "-truth", truth, "-progress", "0",
 		"-ack-timeout", "1s", "-offline-timeout", "6s", "-reorder-window", "1s", "-tick-interval", "100ms", "-margin", "500ms",
+		"-allowed-lateness", "200ms", "-source-idle-timeout", "1s", "-max-source-lag", "2s", "-lag", "gateway=300ms",
 	}, &out)
 	require.NoError(t, err, out.String())
 	assert.Contains(t, out.String(), "imload: done")
 	assert.Contains(t, out.String(), "loss_push")
+	assert.Contains(t, out.String(), "lags im-gateway=300ms/300ms")
 	spans, logs, _, _ := sink.Counts()
 	assert.Positive(t, spans)
 	assert.Positive(t, logs)
@@ -43,6 +45,7 @@ func TestSendsAndWritesTheTruth(t *testing.T) {
 		require.NoError(t, json.Unmarshal(sc.Bytes(), &l))
 		require.NotEmpty(t, l.MessageID)
 		require.NotEmpty(t, l.Expect)
+		require.NotEmpty(t, l.Deadline)
 		classes[l.Class]++
 		lines++
 	}
@@ -59,6 +62,8 @@ func TestRejectsBadFlags(t *testing.T) {
 		{"-duration", "0s"},
 		{"-rate", "0", "-messages", "1"},
 		{"extra"},
+		{"-lag", "gateway", "-messages", "1"},
+		{"-lag", "nope=1s", "-messages", "1"},
 	} {
 		var out bytes.Buffer
 		assert.Error(t, run(append(args, "-progress", "0"), &out), "%v", args)
