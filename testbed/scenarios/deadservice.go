@@ -143,21 +143,5 @@ func (r *DeadServiceResult) Check(tb testing.TB) {
 	if r.Classes[faults.ClassServiceDown] == 0 || r.Classes[faults.ClassNone] == 0 {
 		tb.Errorf("%s: want messages before and after the stop, got classes %v", o.Name, r.Classes)
 	}
-	if _, acc, rej, failed := r.Sender.Items(); rej != 0 || failed != 0 || acc == 0 {
-		tb.Errorf("%s: the collector accepted %d items, rejected %d, and %d failed (last error: %s)", o.Name, acc, rej, failed, r.Sender.LastError)
-	}
-	if len(r.Drops) > 0 {
-		tb.Errorf("%s: the collector dropped items: %v", o.Name, r.Drops)
-	}
-	for _, slo := range r.SLO {
-		if slo.Problem != "" {
-			tb.Errorf("%s: SLO metrics disagree with the truth: %s", o.Name, slo.Problem)
-		}
-	}
-	if r.Latency.Checked == 0 {
-		tb.Errorf("%s: no loss detected to measure", o.Name)
-	}
-	if r.Latency.Over > 0 {
-		tb.Errorf("%s: %d of %d losses detected later than %s:\n%s", o.Name, r.Latency.Over, r.Latency.Checked, r.Latency.What, joinLines(r.Latency.Examples))
-	}
+	checkTimedRun(tb, o.Name, &r.Sender, r.Drops, r.SLO, &r.Latency)
 }

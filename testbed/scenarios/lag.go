@@ -285,23 +285,7 @@ func (r *LagResult) Check(tb testing.TB) {
 		}
 	}
 	checkExact(tb, o.Name, r.Validations)
-	if _, acc, rej, failed := r.Sender.Items(); rej != 0 || failed != 0 || acc == 0 {
-		tb.Errorf("%s: the collector accepted %d items, rejected %d, and %d failed (last error: %s)", o.Name, acc, rej, failed, r.Sender.LastError)
-	}
-	if len(r.Drops) > 0 {
-		tb.Errorf("%s: the collector dropped items: %v", o.Name, r.Drops)
-	}
-	for _, slo := range r.SLO {
-		if slo.Problem != "" {
-			tb.Errorf("%s: SLO metrics disagree with the truth: %s", o.Name, slo.Problem)
-		}
-	}
-	if r.Latency.Checked == 0 {
-		tb.Errorf("%s: no loss detected to measure", o.Name)
-	}
-	if r.Latency.Over > 0 {
-		tb.Errorf("%s: %d of %d losses detected later than %s:\n%s", o.Name, r.Latency.Over, r.Latency.Checked, r.Latency.What, joinLines(r.Latency.Examples))
-	}
+	checkTimedRun(tb, o.Name, &r.Sender, r.Drops, r.SLO, &r.Latency)
 	switch {
 	case o.Mode != LagStall && r.Sender.Elapsed < r.Sender.LastStart+o.Lag:
 		tb.Errorf("%s: the load ended %s after its last message: the lag of %s was not applied", o.Name, r.Sender.Elapsed-r.Sender.LastStart, o.Lag)
@@ -324,5 +308,28 @@ func checkExact(tb testing.TB, name string, vs harness.Validations) {
 		if !v.Exact() {
 			tb.Errorf("%s %s: detection is not exact: %s\nexamples:\n%s", name, v.Signal, v.Summary(), joinLines(v.Examples))
 		}
+	}
+}
+
+// checkTimedRun asserts what every time-model scenario must keep: nothing refused, failed or
+// dropped, SLO counters equal to the truth, and every loss detected within its bound.
+func checkTimedRun(tb testing.TB, name string, st *sender.Stats, drops map[string]float64, slos []SLOCheck, lat *LatencyCheck) {
+	tb.Helper()
+	if _, acc, rej, failed := st.Items(); rej != 0 || failed != 0 || acc == 0 {
+		tb.Errorf("%s: the collector accepted %d items, rejected %d, and %d failed (last error: %s)", name, acc, rej, failed, st.LastError)
+	}
+	if len(drops) > 0 {
+		tb.Errorf("%s: the collector dropped items: %v", name, drops)
+	}
+	for _, slo := range slos {
+		if slo.Problem != "" {
+			tb.Errorf("%s: SLO metrics disagree with the truth: %s", name, slo.Problem)
+		}
+	}
+	if lat.Checked == 0 {
+		tb.Errorf("%s: no loss detected to measure", name)
+	}
+	if lat.Over > 0 {
+		tb.Errorf("%s: %d of %d losses detected later than %s:\n%s", name, lat.Over, lat.Checked, lat.What, joinLines(lat.Examples))
 	}
 }

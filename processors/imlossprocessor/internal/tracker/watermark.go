@@ -10,9 +10,9 @@ const noWatermark = math.MinInt64
 // time, and when (collector time) it was last heard.
 type source struct {
 	sourceKey
-	latest     int64 // latest event time seen, unix ns
-	lastHeard  int64 // collector time of its last event, unix ns
-	prev, next *source
+	latest    int64 // latest event time seen, unix ns
+	lastHeard int64 // collector time of its last event, unix ns
+	links[source]
 }
 
 // watermarks follows every source's progress in event time. The watermark is the event time
@@ -24,9 +24,9 @@ type watermarks struct {
 	lateness, idleTimeout int64
 	maxSources            int
 
-	byKey      map[sourceKey]*source
-	head, tail *source // least recently heard first
-	last       *source // the previous event's source: batches come from one resource
+	byKey map[sourceKey]*source
+	heard list[source] // least recently heard first
+	last  *source      // the previous event's source: batches come from one resource
 
 	start   int64 // collector time of the first call; 0 before it
 	current int64
@@ -37,6 +37,7 @@ func newWatermarks(lateness, idleTimeout int64, maxSources int) watermarks {
 	return watermarks{
 		lateness: lateness, idleTimeout: idleTimeout, maxSources: maxSources,
 		byKey: make(map[sourceKey]*source), current: noWatermark,
+		heard: list[source]{at: func(s *source) *links[source] { return &s.links }},
 	}
 }
 
@@ -68,18 +69,15 @@ func (w *watermarks) observe(name string, sink uint8, at, now int64) (late bool)
 	late = at < s.latest-w.lateness
 	s.latest = max(s.latest, at)
 	s.lastHeard = now
-	if w.tail != s {
-		w.unlink(s)
-		w.pushBack(s)
-	}
+	w.heard.moveToBack(s)
 	return late
 }
 
 func (w *watermarks) add(key sourceKey, at int64) *source {
 	if len(w.byKey) >= w.maxSources {
 		// The least recently heard source is the one most likely gone for good.
-		oldest := w.head
-		w.unlink(oldest)
+		oldest := w.heard.head
+		w.heard.remove(oldest)
 		delete(w.byKey, oldest.sourceKey)
 		if w.last == oldest {
 			w.last = nil
@@ -88,7 +86,7 @@ func (w *watermarks) add(key sourceKey, at int64) *source {
 	}
 	s := &source{sourceKey: key, latest: at}
 	w.byKey[key] = s
-	w.pushBack(s)
+	w.heard.pushBack(s)
 	return s
 }
 
@@ -101,7 +99,7 @@ func (w *watermarks) advance(now int64) int64 {
 		return w.current
 	}
 	low, active := int64(math.MaxInt64), false
-	for s := w.tail; s != nil && now-s.lastHeard <= w.idleTimeout; s = s.prev {
+	for s := w.heard.tail; s != nil && now-s.lastHeard <= w.idleTimeout; s = s.prev {
 		low, active = min(low, s.latest-w.lateness), true
 	}
 	if active && low > w.current {
@@ -112,7 +110,7 @@ func (w *watermarks) advance(now int64) int64 {
 
 // heardAll marks every active source heard at now.
 func (w *watermarks) heardAll(now int64) {
-	for s := w.tail; s != nil && now-s.lastHeard <= w.idleTimeout; s = s.prev {
+	for s := w.heard.tail; s != nil && now-s.lastHeard <= w.idleTimeout; s = s.prev {
 		s.lastHeard = now
 	}
 }
@@ -120,32 +118,8 @@ func (w *watermarks) heardAll(now int64) {
 // active counts the sources heard within idleTimeout of now.
 func (w *watermarks) active(now int64) int {
 	n := 0
-	for s := w.tail; s != nil && now-s.lastHeard <= w.idleTimeout; s = s.prev {
+	for s := w.heard.tail; s != nil && now-s.lastHeard <= w.idleTimeout; s = s.prev {
 		n++
 	}
 	return n
-}
-
-func (w *watermarks) pushBack(s *source) {
-	s.prev, s.next = w.tail, nil
-	if w.tail != nil {
-		w.tail.next = s
-	} else {
-		w.head = s
-	}
-	w.tail = s
-}
-
-func (w *watermarks) unlink(s *source) {
-	if s.prev != nil {
-		s.prev.next = s.next
-	} else if w.head == s {
-		w.head = s.next
-	}
-	if s.next != nil {
-		s.next.prev = s.prev
-	} else if w.tail == s {
-		w.tail = s.prev
-	}
-	s.prev, s.next = nil, nil
 }
