@@ -184,16 +184,24 @@ func (x *extractor) logs(ctx context.Context, ld plog.Logs, sink uint8, dst []ev
 // maxSourceKey bounds a source's key: resource attributes are input too.
 const maxSourceKey = 2 * event.MaxIDLength
 
+// instanceKeys name a service's replica, best first: many SDKs set no service.instance.id,
+// and replicas exporting with different lags must not share a source (each would make the
+// other's events look like late data).
+var instanceKeys = [...]string{"service.instance.id", "k8s.pod.uid", "host.name"}
+
 // sourceOf names the service instance a resource describes, the unit whose progress in event
-// time the watermark follows: service.name, and service.instance.id when set.
+// time the watermark follows: service.name, and the first of instanceKeys that is set.
 func sourceOf(res pcommon.Resource) string {
 	attrs := res.Attributes()
 	var name, instance string
 	if v, ok := attrs.Get("service.name"); ok {
 		name = v.AsString()
 	}
-	if v, ok := attrs.Get("service.instance.id"); ok {
-		instance = v.AsString()
+	for _, k := range instanceKeys {
+		if v, ok := attrs.Get(k); ok && v.AsString() != "" {
+			instance = v.AsString()
+			break
+		}
 	}
 	key := name
 	if instance != "" {

@@ -73,12 +73,12 @@ type lossRuntime struct {
 	// since, so a wall-clock step (NTP) moves nothing.
 	started time.Time
 	// emitSince (ns since started plus one, 0 when idle) marks the call into the next
-	// consumers in progress, stuckCalls counts those that took longer than a tick: a blocked
-	// exporter, which back-pressures the receivers too (see pipelineStuck). Written by the
-	// emitter, read by the loop; seenStuck is the loop's last reading.
+	// consumers in progress; stuckSince (same encoding) the start of the earliest call since
+	// the loop last looked that took longer than a tick: a blocked exporter, which
+	// back-pressures the receivers too (see pipelineStuck). Written by the emitter, read by
+	// the loop.
 	emitSince  atomic.Int64
-	stuckCalls atomic.Int64
-	seenStuck  int64
+	stuckSince atomic.Int64
 
 	// abort is closed when shutdown's deadline passes: whatever blocks on the next consumers
 	// or on storage gives up (runCtx is cancelled with it) so every goroutine ends.
@@ -295,25 +295,26 @@ func (r *lossRuntime) now() int64 {
 // emitting brackets one call into the next consumers (see emitSince). A call normally
 // returns within microseconds; one that takes longer than a tick waited for the pipeline.
 func (r *lossRuntime) emitting(call func()) {
-	began := r.clock.Since(r.started)
-	r.emitSince.Store(int64(began) + 1)
+	mark := int64(r.clock.Since(r.started)) + 1
+	r.emitSince.Store(mark)
 	call()
-	if r.clock.Since(r.started)-began > r.cfg.TickInterval {
-		r.stuckCalls.Add(1)
+	if r.clock.Since(r.started)-time.Duration(mark-1) > r.cfg.TickInterval {
+		r.stuckSince.CompareAndSwap(0, mark)
 	}
 	r.emitSince.Store(0)
 }
 
 // pipelineStuck reports whether the next consumers are, or were since the last call, stuck
-// taking outcome records.
-func (r *lossRuntime) pipelineStuck() bool {
-	if mark := r.emitSince.Load(); mark != 0 && r.clock.Since(r.started)-time.Duration(mark-1) > r.cfg.TickInterval {
-		return true
+// taking outcome records, and since when (collector time).
+func (r *lossRuntime) pipelineStuck() (since int64, stuck bool) {
+	first := r.stuckSince.Swap(0)
+	if mark := r.emitSince.Load(); mark != 0 && r.clock.Since(r.started)-time.Duration(mark-1) > r.cfg.TickInterval && (first == 0 || mark < first) {
+		first = mark
 	}
-	n := r.stuckCalls.Load()
-	stuck := n != r.seenStuck
-	r.seenStuck = n
-	return stuck
+	if first == 0 {
+		return 0, false
+	}
+	return r.started.UnixNano() + first - 1, true
 }
 
 // submit hands events to the loop. With wantDuplicates it waits for the verdict and
@@ -418,9 +419,9 @@ func (r *lossRuntime) apply(item workItem) {
 
 func (r *lossRuntime) tick() {
 	now := r.now()
-	if r.pipelineStuck() {
+	if since, stuck := r.pipelineStuck(); stuck {
 		// The sources' silence is the pipeline's doing, not theirs.
-		r.tr.PipelineStalled(now)
+		r.tr.PipelineStalled(since, now)
 	}
 	for r.tr.Tick(now) {
 		r.flush()

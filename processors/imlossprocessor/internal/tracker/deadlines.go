@@ -12,6 +12,8 @@ func (h deadlines) swap(i, j int) {
 	h[i].hidx, h[j].hidx = int32(i), int32(j)
 }
 
+func (h deadlines) Len() int { return len(h) }
+
 func (h *deadlines) min() *message {
 	if len(*h) == 0 {
 		return nil

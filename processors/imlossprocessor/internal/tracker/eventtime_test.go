@@ -421,3 +421,65 @@ func TestRestoreReadsVersion2(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 3, again.Version)
 }
+
+// TestFullHoldWithOfflineRecipientDoesNotReuseADecidedMessage: with the hold full, an event
+// past the deadline moves the message to the offline deadline, whose release decides it; the
+// event must then meet the decision, not the removed message.
+func TestFullHoldWithOfflineRecipientDoesNotReuseADecidedMessage(t *testing.T) {
+	tr := pastHold(eventTimeConfig())
+	tr.Apply(t0, ev(imsemconv.StageSend, "m", t0, from("msg")))
+	tr.Apply(t0, ev(imsemconv.StagePush, "m", t0, fanout(1), dev("d1"), offline(), from("push")))
+	ackAt := t0 + int64(ackTO) + sec // within offline_timeout
+	tr.Apply(ackAt, ev(imsemconv.StageAck, "m", ackAt, dev("d1"), from("gw")))
+	require.Equal(t, 1, tr.nWaiting)
+	tr.maxWaiting = 1 // full
+	tr.Apply(ackAt, ev(imsemconv.StageAck, "m", ackAt, dev("d1"), from("gw")))
+	out := tr.TakeOutcomes()
+	require.Len(t, out, 1)
+	assert.Equal(t, imsemconv.OutcomeDelivered, out[0].Outcome)
+	assert.Equal(t, 0, tr.Len())
+	assert.Equal(t, 0, tr.due.Len())
+}
+
+// TestEarlierSendMakesACountedAckLate: the ack arrived first and counted against a deadline
+// from its own time; the send, from a lagging service, shows it came after ack_timeout.
+func TestEarlierSendMakesACountedAckLate(t *testing.T) {
+	tr := pastHold(eventTimeConfig())
+	ackAt := t0 + int64(ackTO) + 5*sec
+	tr.Apply(ackAt, ev(imsemconv.StageAck, "m", ackAt, dev("d1"), from("gw")))
+	tr.Apply(ackAt+sec, ev(imsemconv.StagePush, "m", t0+ms, fanout(1), from("push")))
+	tr.Apply(ackAt+sec, ev(imsemconv.StageSend, "m", t0, from("msg")))
+	var got []string
+	for _, o := range tr.TakeOutcomes() {
+		got = append(got, fmt.Sprintf("%s@%s", o.Outcome, o.Stage))
+	}
+	assert.Equal(t, []string{"lost@deliver", "late@ack"}, got)
+}
+
+// TestLaterSendReleasesWhatWaited: an ack past the deadline of the earliest event waits; the
+// send, stamped later, moves the deadline past the ack, which then counts.
+func TestLaterSendReleasesWhatWaited(t *testing.T) {
+	tr := pastHold(eventTimeConfig())
+	tr.Apply(t0, ev(imsemconv.StagePush, "m", t0, fanout(1), from("push"))) // clock skew: before the send
+	ackAt := t0 + int64(ackTO) + sec
+	tr.Apply(ackAt, ev(imsemconv.StageAck, "m", ackAt, dev("d1"), from("gw")))
+	require.Equal(t, 1, tr.nWaiting)
+	tr.Apply(ackAt, ev(imsemconv.StageSend, "m", t0+2*sec, from("msg")))
+	out := tr.TakeOutcomes()
+	require.Len(t, out, 1)
+	assert.Equal(t, imsemconv.OutcomeDelivered, out[0].Outcome)
+	assert.Equal(t, 0, tr.nWaiting)
+}
+
+// TestStallLongerThanIdleKeepsSources: the pipeline was blocked for longer than
+// source_idle_timeout; the sources active when it began still hold the watermark.
+func TestStallLongerThanIdleKeepsSources(t *testing.T) {
+	tr := pastHold(eventTimeConfig())
+	tr.Apply(t0, ev(imsemconv.StageSend, "m", t0, from("slow")))
+	tr.Apply(t0, ev(imsemconv.StageSend, "x", t0+int64(ackTO)+sec, from("fast")))
+	resume := t0 + 3*int64(idleTO)
+	tr.PipelineStalled(t0+ms, resume)
+	tr.Tick(resume)
+	assert.Empty(t, tr.TakeOutcomes(), "slow still holds the watermark")
+	assert.Equal(t, 2, tr.ActiveSources(resume))
+}

@@ -22,6 +22,9 @@ type held struct {
 //
 // It reports false when the hold is full (counted): the event is then applied at once.
 func (t *Tracker) hold(m *message, h held) bool {
+	if t.releasingAll {
+		return false
+	}
 	if t.nWaiting >= t.maxWaiting {
 		t.counters.HoldFull++
 		return false
@@ -52,13 +55,12 @@ func (t *Tracker) release(m *message) {
 // ReleaseHeld applies every waiting event at once, on what is known: before a final
 // snapshot, which does not keep them.
 func (t *Tracker) ReleaseHeld() {
-	saved := t.maxWaiting
-	t.maxWaiting = 0
+	t.releasingAll = true
+	defer func() { t.releasingAll = false }()
 	for len(t.waiting) > 0 {
 		for m := range t.waiting {
 			t.release(m)
 			break
 		}
 	}
-	t.maxWaiting = saved
 }

@@ -121,13 +121,15 @@ func (t *Tracker) Snapshot(now int64, kind Kind) []byte {
 
 // appendRetractions writes the pending retractions in decided-memory order (deterministic).
 func (t *Tracker) appendRetractions(b []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(t.retract)))
+	var hashes []uint64
 	for i := range t.ringLen {
-		h := t.decidedRing[(t.ringStart+i)%len(t.decidedRing)]
-		r := t.retract[h]
-		if r == nil {
-			continue
+		if h := t.decidedRing[(t.ringStart+i)%len(t.decidedRing)]; t.retract[h] != nil {
+			hashes = append(hashes, h)
 		}
+	}
+	b = binary.AppendUvarint(b, uint64(len(hashes)))
+	for _, h := range hashes {
+		r := t.retract[h]
 		b = binary.LittleEndian.AppendUint64(b, h)
 		b = binary.AppendVarint(b, r.deadline)
 		b = binary.AppendUvarint(b, uint64(r.need))

@@ -264,9 +264,10 @@ type Tracker struct {
 	retract map[uint64]*retraction
 	// waiting holds the events that wait for their message's deadline (see hold);
 	// nWaiting counts them against maxWaiting.
-	waiting    map[*message][]held
-	nWaiting   int
-	maxWaiting int
+	waiting      map[*message][]held
+	nWaiting     int
+	maxWaiting   int
+	releasingAll bool // ReleaseHeld: nothing waits any more
 
 	convs            map[string]*conversation
 	lruHead, lruTail *conversation
@@ -382,10 +383,11 @@ func (t *Tracker) route(h held) (duplicate bool) {
 	}
 	if m != nil && ev.Stage != imsemconv.StageSend {
 		// Only when the hold is full: decide on what is known, as if the watermark had passed.
+		// Moving to the offline deadline releases the waiting events, which may decide m:
+		// look it up again.
 		for m != nil && at > m.deadline {
-			if t.expire(m) {
-				m = nil
-			}
+			t.expire(m)
+			m = t.lookup(ev.MessageID)
 		}
 	}
 	if m == nil {
@@ -410,6 +412,7 @@ func (t *Tracker) route(h held) (duplicate bool) {
 		// it lost on missing evidence.
 		m.seen |= seenUncertain
 	}
+	before := m.deadline
 	dup := t.update(m, ev, at)
 	if m.seen&evidence == evidence && t.allAcked(m) {
 		// Decide as soon as the evidence is complete: send gives the latency, the
@@ -418,6 +421,9 @@ func (t *Tracker) route(h held) (duplicate bool) {
 		// before the other recipients ack, and make their deliveries look like duplicates.
 		// Without the evidence the deadline decides.
 		t.decide(m)
+	} else if m.deadline > before {
+		// A later send moved the deadline: events that waited for the old one may count now.
+		t.release(m)
 	}
 	return dup
 }
@@ -800,12 +806,12 @@ func (t *Tracker) forcedLimit(now int64) int64 {
 	return now - lag
 }
 
-// PipelineStalled says that at collector time now the pipeline is blocked downstream (or was
-// since the last call): the receivers are back-pressured, so the sources' silence is the
-// collector's doing. The sources active until now count as heard now, and the max_source_lag
-// cap starts again, as after a restart, so the backlog has that long to arrive.
-func (t *Tracker) PipelineStalled(now int64) {
-	t.wm.heardAll(now)
+// PipelineStalled says that the pipeline has been blocked downstream since collector time
+// since (at least until now): the receivers are back-pressured, so the sources' silence is
+// the collector's doing. The sources active when it began count as heard now, and the
+// max_source_lag cap starts again, as after a restart, so the backlog has that long to arrive.
+func (t *Tracker) PipelineStalled(since, now int64) {
+	t.wm.heardAll(since, now)
 	t.capFrom = now
 }
 
@@ -826,6 +832,10 @@ func (t *Tracker) decide(m *message) {
 		// There is nothing to judge, and judging would invent outcomes.
 		t.counters.Orphans++
 		t.remove(m)
+		return
+	}
+	if t.allAcked(m) && m.lastAck() > m.deadline {
+		t.ackedTooLate(m)
 		return
 	}
 	if t.allAcked(m) {
@@ -872,6 +882,32 @@ func (t *Tracker) decide(m *message) {
 		t.noteRetractable(m)
 	}
 	t.lose(m, imsemconv.OutcomeLost, stage, reason, lostDevices, dev)
+}
+
+// ackedTooLate settles a message whose last ack came after its deadline although it was
+// counted: it arrived while the deadline still stood later, before an earlier send moved it.
+// Like any ack past the deadline, the message is lost (a device had not acked in time) and the
+// ack is late.
+func (t *Tracker) ackedTooLate(m *message) {
+	lastAck, id, conv, trace, sink := m.lastAck(), m.id, "", m.traceID, m.sink
+	if m.conv != nil {
+		conv = m.conv.id
+	}
+	t.lose(m, imsemconv.OutcomeLost, imsemconv.StageDeliver, imsemconv.ReasonAckTimeout, 1, "")
+	h := t.hash(id)
+	d, ok := t.decided[h]
+	if ok && d.late {
+		return // an event waiting for the deadline was reported late already
+	}
+	if ok {
+		d.late = true
+		t.decided[h] = d
+	}
+	t.out = append(t.out, Outcome{
+		Outcome: imsemconv.OutcomeLate, Stage: imsemconv.StageAck, LossStage: imsemconv.StageDeliver,
+		Reason: imsemconv.ReasonAckTimeout, MessageID: id, ConversationID: conv, TraceID: trace,
+		Start: lastAck, End: lastAck, Sink: sink,
+	})
 }
 
 func (t *Tracker) lose(m *message, outcome imsemconv.Outcome, stage imsemconv.Stage, reason imsemconv.LossReason, lostDevices int, dev string) {

@@ -108,9 +108,9 @@ func (w *watermarks) advance(now int64) int64 {
 	return w.current
 }
 
-// heardAll marks every active source heard at now.
-func (w *watermarks) heardAll(now int64) {
-	for s := w.heard.tail; s != nil && now-s.lastHeard <= w.idleTimeout; s = s.prev {
+// heardAll marks every source active at since heard at now.
+func (w *watermarks) heardAll(since, now int64) {
+	for s := w.heard.tail; s != nil && since-s.lastHeard <= w.idleTimeout; s = s.prev {
 		s.lastHeard = now
 	}
 }
