@@ -239,9 +239,9 @@ func TestLateOfflinePushMovesTheDeadline(t *testing.T) {
 	assert.Equal(t, imsemconv.OutcomeDelivered, out[0].Outcome)
 }
 
-// TestLateDataNeverChangesAVerdict: deliver and ack stamped in time but arriving after the same
-// source's later events (beyond allowed_lateness) are late data whether or not the watermark
-// has passed the deadline yet: the message is lost, and the late acks retract the loss.
+// TestLateDataNeverChangesAVerdict: deliver and ack stamped in time but arriving after the
+// watermark passed their message's deadline are late data, whether or not a tick decided the
+// message in between: the message is lost, and the late acks retract the loss.
 func TestLateDataNeverChangesAVerdict(t *testing.T) {
 	for _, tickBetween := range []bool{false, true} {
 		tr := pastHold(eventTimeConfig())
@@ -263,7 +263,7 @@ func TestLateDataNeverChangesAVerdict(t *testing.T) {
 }
 
 // TestSourcesArePerPipeline: a service's spans and logs are exported separately; one stream
-// trailing the other is not late data.
+// trailing the other holds the watermark back instead of making the other's events late.
 func TestSourcesArePerPipeline(t *testing.T) {
 	tr := pastHold(eventTimeConfig())
 	logs := func(e *event.Event) { e.Sink = 1 }
@@ -278,13 +278,17 @@ func TestSourcesArePerPipeline(t *testing.T) {
 func TestHoldIsBounded(t *testing.T) {
 	tr := pastHold(eventTimeConfig())
 	tr.maxWaiting = 2
-	lifecycle(tr, "m1", t0, imsemconv.StagePush, from("gw"))
-	tr.Apply(t0+5*sec, ev(imsemconv.StageSend, "m2", t0+5*sec, from("gw")))
-	for range 3 {
-		tr.Apply(t0+5*sec, ev(imsemconv.StageDeliver, "m1", t0+30*ms, dev("d1"), from("gw")))
+	lifecycle(tr, "m1", t0, imsemconv.StagePush, from("slow")) // holds the watermark at t0
+	past := t0 + int64(ackTO) + sec
+	for range 2 {
+		tr.Apply(t0+5*sec, ev(imsemconv.StageDeliver, "m1", past, dev("d1"), from("gw")))
 	}
 	assert.Equal(t, 2, tr.nWaiting)
+	// Full: the third decides on what is known.
+	tr.Apply(t0+5*sec, ev(imsemconv.StageDeliver, "m1", past, dev("d1"), from("gw")))
 	assert.Equal(t, int64(1), tr.TakeCounters().HoldFull)
+	assert.Equal(t, 0, tr.nWaiting)
+	assert.Equal(t, 0, tr.Len())
 }
 
 func TestDeadlinesInEventTimeOrder(t *testing.T) {
@@ -482,4 +486,34 @@ func TestStallLongerThanIdleKeepsSources(t *testing.T) {
 	tr.Tick(resume)
 	assert.Empty(t, tr.TakeOutcomes(), "slow still holds the watermark")
 	assert.Equal(t, 2, tr.ActiveSources(resume))
+}
+
+// TestReorderedWithinASourceStillCounts: an event overtaken by its own source's later events,
+// by more than allowed_lateness, counts as long as the watermark has not passed its message's
+// deadline (concurrent exporters reorder under load).
+func TestReorderedWithinASourceStillCounts(t *testing.T) {
+	tr := pastHold(eventTimeConfig())
+	lifecycle(tr, "m1", t0, imsemconv.StagePush, from("gw"))
+	tr.Apply(t0+5*sec, ev(imsemconv.StageSend, "m2", t0+5*sec, from("gw")))
+	tr.Apply(t0+5*sec, ev(imsemconv.StageAck, "m1", t0+40*ms, dev("d1"), from("gw")))
+	out := tr.TakeOutcomes()
+	require.Len(t, out, 1)
+	assert.Equal(t, imsemconv.OutcomeDelivered, out[0].Outcome)
+}
+
+// TestGapPassedByTheWatermarkIsConfirmedBeforeALateSeq: the missing seq arrives after the
+// watermark passed the gap's deadline, before any tick: the gap is reported all the same.
+func TestGapPassedByTheWatermarkIsConfirmedBeforeALateSeq(t *testing.T) {
+	tr := pastHold(eventTimeConfig())
+	tr.Apply(t0, ev(imsemconv.StagePersist, "a", t0, seq(1), from("tr")))
+	tr.Apply(t0, ev(imsemconv.StagePersist, "c", t0, seq(3), from("tr")))
+	tr.Apply(t0, ev(imsemconv.StageSend, "x", t0+int64(window)+sec, from("tr")))
+	tr.Apply(t0, ev(imsemconv.StagePersist, "b", t0, seq(2), from("tr")))
+	var gaps int
+	for _, o := range tr.TakeOutcomes() {
+		if o.Reason == imsemconv.ReasonSeqGap {
+			gaps++
+		}
+	}
+	assert.Equal(t, 1, gaps)
 }

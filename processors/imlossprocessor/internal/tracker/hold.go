@@ -6,19 +6,15 @@ import "github.com/imcol/imcol/processors/imlossprocessor/internal/event"
 type held struct {
 	ev          event.Event
 	at          int64 // event time
-	late        bool  // late data: older than its source's watermark when it arrived
 	beforeCrash bool
 	released    bool // routed again after waiting
 }
 
-// hold keeps ev until m's deadline is applied, so that what it does to the verdict does not
-// depend on when it arrived:
-//   - late data (stamped more than allowed_lateness before its source's latest event) never
-//     changes a verdict: had its message been decided already, it would be late; it is late
-//     (and may retract the loss) once the message is decided;
-//   - an event stamped after m's deadline may arrive before the watermark shows that deadline
-//     final: an offline push or an earlier send still on its way can move it. Once the
-//     deadline is applied it either counts (it fell within the offline deadline) or is late.
+// hold keeps an event stamped after m's deadline until that deadline is applied: it may
+// arrive before the watermark shows the deadline final, while an offline push or an earlier
+// send still on its way can move it. Once the deadline is applied the event either counts (it
+// fell within the offline deadline) or is late. So what it does to the verdict does not depend
+// on when it arrived.
 //
 // It reports false when the hold is full (counted): the event is then applied at once.
 func (t *Tracker) hold(m *message, h held) bool {
@@ -35,7 +31,8 @@ func (t *Tracker) hold(m *message, h held) bool {
 }
 
 // release routes again, in arrival order, the events that waited for m's deadline: m was
-// decided (they are late, duplicates or retractions now) or moved to the offline deadline.
+// decided (they are late, duplicates or retractions now), or its deadline moved (the offline
+// deadline, a later send).
 func (t *Tracker) release(m *message) {
 	if len(t.waiting) == 0 {
 		return

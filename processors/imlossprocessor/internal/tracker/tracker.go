@@ -363,22 +363,27 @@ func (t *Tracker) lookup(id string) *message { return t.ids.get(id) }
 func (t *Tracker) Apply(now int64, ev *event.Event) (duplicate bool) {
 	t.clamp(now, ev)
 	at := eventTime(ev, now)
-	late := t.wm.observe(ev.Source, ev.Sink, at, now)
+	t.wm.observe(ev.Source, ev.Sink, at, now)
 	beforeCrash := t.beforeCrash(now, ev)
 	if ev.Stage == imsemconv.StagePersist && ev.HasSeq && ev.ConversationID != "" && !beforeCrash {
 		// A seq persisted before a crash may have been seen and lost with it: the seq
 		// baseline restarts after the crash instead of reporting it as missing.
 		t.observeSeq(at, ev)
 	}
-	return t.route(held{ev: *ev, at: at, late: late, beforeCrash: beforeCrash})
+	return t.route(held{ev: *ev, at: at, beforeCrash: beforeCrash})
 }
 
-// route applies an event to its message. Two kinds of events wait for the message's deadline
-// to be applied (see hold) instead: late data, and events stamped after the deadline.
+// route applies an event to its message. A message whose deadline the watermark has passed is
+// decided first, as the next tick would: the event is late data then, whenever the tick comes.
+// An event stamped after its message's (not yet final) deadline waits for it (see hold).
 func (t *Tracker) route(h held) (duplicate bool) {
 	ev, at := &h.ev, h.at
 	m := t.lookup(ev.MessageID)
-	if m != nil && (h.late || (ev.Stage != imsemconv.StageSend && at > m.deadline)) && t.hold(m, h) {
+	for m != nil && m.deadline <= t.wm.current {
+		t.expire(m)
+		m = t.lookup(ev.MessageID)
+	}
+	if m != nil && ev.Stage != imsemconv.StageSend && at > m.deadline && t.hold(m, h) {
 		return false
 	}
 	if m != nil && ev.Stage != imsemconv.StageSend {
@@ -1181,6 +1186,14 @@ func (t *Tracker) unlinkGap(c *conversation) {
 // opens is confirmed once the watermark passes at + reorder_window.
 func (t *Tracker) observeSeq(at int64, ev *event.Event) {
 	c := t.conversation(ev.ConversationID)
+	if c.seq.Pending() {
+		// Gaps the watermark has passed are confirmed first, as the next tick would: a seq
+		// arriving after that is late, whenever the tick comes.
+		t.scratch = c.seq.Expire(t.wm.current, t.scratch[:0])
+		for _, r := range t.scratch {
+			t.emitGap(c, r)
+		}
+	}
 	res := c.seq.Observe(ev.Seq, at, int64(t.cfg.ReorderWindow), t.cfg.MaxGap, ev.Sink)
 	if res.Anomaly {
 		t.counters.SeqGaps++

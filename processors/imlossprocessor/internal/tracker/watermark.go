@@ -30,6 +30,9 @@ type watermarks struct {
 
 	start   int64 // collector time of the first call; 0 before it
 	current int64
+	// lowest is the active source that set current: only its progress can raise it, so the
+	// watermark is recomputed (over the active sources) on its events only.
+	lowest  *source
 	evicted int64
 }
 
@@ -53,9 +56,10 @@ func (w *watermarks) begin(now int64) {
 	}
 }
 
-// observe records an event of source (name, sink) stamped at (collector time now). It reports
-// late data: an event stamped more than lateness before the source's latest.
-func (w *watermarks) observe(name string, sink uint8, at, now int64) (late bool) {
+// observe records an event of source (name, sink) stamped at (collector time now) and moves
+// the watermark on at once when the event is the lowest source's: a verdict then never depends
+// on when the next tick comes.
+func (w *watermarks) observe(name string, sink uint8, at, now int64) {
 	w.begin(now)
 	key := sourceKey{name, sink}
 	s := w.last
@@ -66,11 +70,13 @@ func (w *watermarks) observe(name string, sink uint8, at, now int64) (late bool)
 		}
 		w.last = s
 	}
-	late = at < s.latest-w.lateness
+	raised := at > s.latest
 	s.latest = max(s.latest, at)
 	s.lastHeard = now
 	w.heard.moveToBack(s)
-	return late
+	if raised && (w.lowest == s || w.lowest == nil) {
+		w.advance(now)
+	}
 }
 
 func (w *watermarks) add(key sourceKey, at int64) *source {
@@ -81,6 +87,9 @@ func (w *watermarks) add(key sourceKey, at int64) *source {
 		delete(w.byKey, oldest.sourceKey)
 		if w.last == oldest {
 			w.last = nil
+		}
+		if w.lowest == oldest {
+			w.lowest = nil
 		}
 		w.evicted++
 	}
@@ -98,11 +107,14 @@ func (w *watermarks) advance(now int64) int64 {
 	if now-w.start < w.idleTimeout {
 		return w.current
 	}
-	low, active := int64(math.MaxInt64), false
+	low, lowest := int64(math.MaxInt64), (*source)(nil)
 	for s := w.heard.tail; s != nil && now-s.lastHeard <= w.idleTimeout; s = s.prev {
-		low, active = min(low, s.latest-w.lateness), true
+		if v := s.latest - w.lateness; v < low {
+			low, lowest = v, s
+		}
 	}
-	if active && low > w.current {
+	w.lowest = lowest
+	if lowest != nil && low > w.current {
 		w.current = low
 	}
 	return w.current
