@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -24,9 +25,33 @@ import (
 // BinaryEnv overrides the path of the binary under test.
 const BinaryEnv = "IMCOL_BIN"
 
+// Ports handed out by FreePort come from below Linux's ephemeral range (32768-60999), which
+// the kernel gives both to ":0" listeners and to every outgoing connection's local end: a port
+// chosen there can be taken by any client in the meantime. Within this range only another test
+// process choosing the same port at the same moment can, and the ports this process handed
+// out are not handed out again.
+const (
+	freePortLow  = 10000
+	freePortHigh = 32000
+)
+
+var handedOut sync.Map // int -> struct{}
+
 // FreePort returns a TCP port on 127.0.0.1 that was free when asked.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	for range 100 {
+		port := freePortLow + rand.IntN(freePortHigh-freePortLow)
+		if _, taken := handedOut.LoadOrStore(port, struct{}{}); taken {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
+		return port
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("finding a free port: %v", err)

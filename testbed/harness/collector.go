@@ -85,20 +85,38 @@ func StartCollector(t testing.TB, spec Spec) *Collector {
 		t:          t,
 		spec:       spec,
 		configPath: filepath.Join(dir, sanitize(spec.Name)+".yaml"),
-		Endpoints: Endpoints{
-			OTLPGRPC:      testcollector.FreeEndpoint(t),
-			OTLPHTTP:      testcollector.FreeEndpoint(t),
-			Health:        testcollector.FreeEndpoint(t),
-			Prometheus:    testcollector.FreeEndpoint(t),
-			TelemetryPort: testcollector.FreePort(t),
-			StorageDir:    filepath.Join(dir, "storage"),
-		},
-	}
-	if err := os.MkdirAll(c.Endpoints.StorageDir, 0o700); err != nil {
-		t.Fatalf("storage dir: %v", err)
 	}
 	if err := os.WriteFile(c.configPath, spec.Config, 0o600); err != nil {
 		t.Fatalf("writing the %s config: %v", spec.Name, err)
+	}
+	// A free port can be taken between choosing it and the collector binding it (other test
+	// packages run at the same time): then the collector is started again on other ports.
+	for attempt := 1; ; attempt++ {
+		c.allocate(filepath.Join(dir, fmt.Sprint("storage-", attempt)))
+		err := c.launch()
+		if err == nil {
+			return c
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatalf("%s: %v", spec.Name, err)
+		}
+		t.Logf("%s: a chosen port was taken meanwhile, starting again on others", spec.Name)
+	}
+}
+
+// allocate chooses free ports and a storage directory and sets the environment for them.
+func (c *Collector) allocate(storage string) {
+	t, spec := c.t, c.spec
+	c.Endpoints = Endpoints{
+		OTLPGRPC:      testcollector.FreeEndpoint(t),
+		OTLPHTTP:      testcollector.FreeEndpoint(t),
+		Health:        testcollector.FreeEndpoint(t),
+		Prometheus:    testcollector.FreeEndpoint(t),
+		TelemetryPort: testcollector.FreePort(t),
+		StorageDir:    storage,
+	}
+	if err := os.MkdirAll(c.Endpoints.StorageDir, 0o700); err != nil {
+		t.Fatalf("storage dir: %v", err)
 	}
 	c.env = map[string]string{
 		EnvOTLPGRPC:      c.Endpoints.OTLPGRPC,
@@ -117,11 +135,10 @@ func StartCollector(t testing.TB, spec Spec) *Collector {
 			c.env[k] = v
 		}
 	}
-	c.launch()
-	return c
 }
 
-func (c *Collector) launch() {
+// launch starts the binary and waits until it is healthy; the error says why it is not.
+func (c *Collector) launch() error {
 	c.t.Helper()
 	proc := testcollector.Launch(c.t, testcollector.Binary(c.t), []string{"--config", c.configPath}, c.env)
 	c.proc = proc
@@ -136,7 +153,9 @@ func (c *Collector) launch() {
 		}
 	})
 	if err := c.proc.WaitHealthy("http://"+c.Endpoints.Health+"/", 90*time.Second); err != nil {
-		c.t.Fatalf("%s: collector not healthy: %v\n%s", c.spec.Name, err, c.proc.Output())
+		out := c.proc.Output()
+		c.proc = nil // exited or hung: Launch's cleanup kills it
+		return fmt.Errorf("collector not healthy: %w\n%s", err, out)
 	}
 	pid, err := childPid(c.configPath)
 	if err != nil {
@@ -155,6 +174,7 @@ func (c *Collector) launch() {
 		interval = time.Second
 	}
 	mon.Start(ctx, interval)
+	return nil
 }
 
 // childPid finds the collector among this process's children by its unique config path:
@@ -222,8 +242,10 @@ func (c *Collector) Stop() error {
 	if c.proc == nil {
 		return nil
 	}
-	c.Monitor.Record(time.Now())
-	c.cancelMon()
+	if c.Monitor != nil {
+		c.Monitor.Record(time.Now())
+		c.cancelMon()
+	}
 	err := c.proc.Stop(30 * time.Second)
 	c.proc = nil
 	if err != nil {
@@ -249,7 +271,9 @@ func (c *Collector) Restart() {
 	if c.proc != nil {
 		c.t.Fatalf("%s: restart while running", c.spec.Name)
 	}
-	c.launch()
+	if err := c.launch(); err != nil {
+		c.t.Fatalf("%s: %v", c.spec.Name, err)
+	}
 }
 
 // Telemetry scrapes the collector's own metrics.
