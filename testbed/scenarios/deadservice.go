@@ -38,16 +38,11 @@ func DefaultDeadService() DeadServiceOptions {
 
 // DeadServiceResult is what the dead-service scenario measured.
 type DeadServiceResult struct {
-	Options     DeadServiceOptions     `json:"-"`
-	Service     string                 `json:"service"`
-	StoppedAt   string                 `json:"stopped_at"`
-	Classes     map[faults.Class]int64 `json:"classes"`
-	Validations harness.Validations    `json:"validations"`
-	Latency     LatencyCheck           `json:"loss_detection_latency"`
-	Sender      sender.Stats           `json:"sender"`
-	Settle      settleState            `json:"settle"`
-	Drops       map[string]float64     `json:"collector_drops"`
-	SLO         []SLOCheck             `json:"slo"`
+	Options   DeadServiceOptions     `json:"-"`
+	Service   string                 `json:"service"`
+	StoppedAt string                 `json:"stopped_at"`
+	Classes   map[faults.Class]int64 `json:"classes"`
+	TimedRun
 }
 
 // DeadService sends a clean stream until one service stops for good: from then on none of
@@ -75,7 +70,8 @@ func DeadService(tb testing.TB, o DeadServiceOptions) *DeadServiceResult {
 	if err != nil {
 		tb.Fatalf("%s: load: %v", o.Name, err)
 	}
-	res := &DeadServiceResult{Options: o, Service: o.Service.Name(), StoppedAt: at.String(), Sender: stats, Classes: lr.book.Counts()}
+	res := &DeadServiceResult{Options: o, Service: o.Service.Name(), StoppedAt: at.String(), Classes: lr.book.Counts()}
+	res.Sender = stats
 	res.Settle = settle(ctx, top, sink, settleCondition{minRecords: expectedAllSignals(lr.book), idle: true}, o.Deadline)
 	records := sink.Records()
 	res.Validations = harness.ValidateSignals(lr.book, lr.seed, lr.run.StartTime(), records, outcomeSignals)
@@ -143,5 +139,5 @@ func (r *DeadServiceResult) Check(tb testing.TB) {
 	if r.Classes[faults.ClassServiceDown] == 0 || r.Classes[faults.ClassNone] == 0 {
 		tb.Errorf("%s: want messages before and after the stop, got classes %v", o.Name, r.Classes)
 	}
-	checkTimedRun(tb, o.Name, &r.Sender, r.Drops, r.SLO, &r.Latency)
+	r.check(tb, o.Name)
 }

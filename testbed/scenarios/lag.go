@@ -116,17 +116,22 @@ type StallInfo struct {
 
 // LagResult is what the lag scenario measured.
 type LagResult struct {
-	Options     LagOptions             `json:"-"`
-	Mode        LagMode                `json:"mode"`
-	Lags        string                 `json:"lags"`
-	Classes     map[faults.Class]int64 `json:"fault_classes"`
-	Validations harness.Validations    `json:"validations"`
-	Latency     LatencyCheck           `json:"loss_detection_latency"`
-	Sender      sender.Stats           `json:"sender"`
-	Settle      settleState            `json:"settle"`
-	Drops       map[string]float64     `json:"collector_drops"`
-	SLO         []SLOCheck             `json:"slo"`
-	Stall       *StallInfo             `json:"stall,omitempty"`
+	Options LagOptions             `json:"-"`
+	Mode    LagMode                `json:"mode"`
+	Lags    string                 `json:"lags"`
+	Classes map[faults.Class]int64 `json:"fault_classes"`
+	TimedRun
+	Stall *StallInfo `json:"stall,omitempty"`
+}
+
+// TimedRun is what every time-model scenario measures of its run.
+type TimedRun struct {
+	Validations harness.Validations `json:"validations"`
+	Latency     LatencyCheck        `json:"loss_detection_latency"`
+	Sender      sender.Stats        `json:"sender"`
+	Settle      settleState         `json:"settle"`
+	Drops       map[string]float64  `json:"collector_drops"`
+	SLO         []SLOCheck          `json:"slo"`
 }
 
 // detectionSlack covers what the bounds leave out: the collector's batching (200 ms), the
@@ -285,7 +290,7 @@ func (r *LagResult) Check(tb testing.TB) {
 		}
 	}
 	checkExact(tb, o.Name, r.Validations)
-	checkTimedRun(tb, o.Name, &r.Sender, r.Drops, r.SLO, &r.Latency)
+	r.check(tb, o.Name)
 	switch {
 	case o.Mode != LagStall && r.Sender.Elapsed < r.Sender.LastStart+o.Lag:
 		tb.Errorf("%s: the load ended %s after its last message: the lag of %s was not applied", o.Name, r.Sender.Elapsed-r.Sender.LastStart, o.Lag)
@@ -311,25 +316,25 @@ func checkExact(tb testing.TB, name string, vs harness.Validations) {
 	}
 }
 
-// checkTimedRun asserts what every time-model scenario must keep: nothing refused, failed or
+// check asserts what every time-model scenario must keep: nothing refused, failed or
 // dropped, SLO counters equal to the truth, and every loss detected within its bound.
-func checkTimedRun(tb testing.TB, name string, st *sender.Stats, drops map[string]float64, slos []SLOCheck, lat *LatencyCheck) {
+func (r *TimedRun) check(tb testing.TB, name string) {
 	tb.Helper()
-	if _, acc, rej, failed := st.Items(); rej != 0 || failed != 0 || acc == 0 {
-		tb.Errorf("%s: the collector accepted %d items, rejected %d, and %d failed (last error: %s)", name, acc, rej, failed, st.LastError)
+	if _, acc, rej, failed := r.Sender.Items(); rej != 0 || failed != 0 || acc == 0 {
+		tb.Errorf("%s: the collector accepted %d items, rejected %d, and %d failed (last error: %s)", name, acc, rej, failed, r.Sender.LastError)
 	}
-	if len(drops) > 0 {
-		tb.Errorf("%s: the collector dropped items: %v", name, drops)
+	if len(r.Drops) > 0 {
+		tb.Errorf("%s: the collector dropped items: %v", name, r.Drops)
 	}
-	for _, slo := range slos {
+	for _, slo := range r.SLO {
 		if slo.Problem != "" {
 			tb.Errorf("%s: SLO metrics disagree with the truth: %s", name, slo.Problem)
 		}
 	}
-	if lat.Checked == 0 {
+	if r.Latency.Checked == 0 {
 		tb.Errorf("%s: no loss detected to measure", name)
 	}
-	if lat.Over > 0 {
-		tb.Errorf("%s: %d of %d losses detected later than %s:\n%s", name, lat.Over, lat.Checked, lat.What, joinLines(lat.Examples))
+	if r.Latency.Over > 0 {
+		tb.Errorf("%s: %d of %d losses detected later than %s:\n%s", name, r.Latency.Over, r.Latency.Checked, r.Latency.What, joinLines(r.Latency.Examples))
 	}
 }

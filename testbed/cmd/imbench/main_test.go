@@ -58,12 +58,13 @@ func TestReportsRenderEveryScenario(t *testing.T) {
 		"restart":        []*scenarios.RestartResult{{Mode: scenarios.RestartGraceful, Validations: v, Downtime: "1s"}},
 		"backend-outage": &scenarios.OutageResult{Accepted: 10, Delivered: 10, Outage: "5s", Validations: v},
 		"lag": []*scenarios.LagResult{
-			{Options: scenarios.DefaultLag(scenarios.LagGateway), Mode: scenarios.LagGateway, Lags: "im-gateway=6s/3s", Validations: v,
-				Latency: scenarios.LatencyCheck{What: "w", Checked: 3, Over: 1, Examples: []string{"message 4 late"}}},
-			{Options: scenarios.DefaultLag(scenarios.LagStall), Mode: scenarios.LagStall, Validations: v,
+			{Options: scenarios.DefaultLag(scenarios.LagGateway), Mode: scenarios.LagGateway, Lags: "im-gateway=6s/3s",
+				TimedRun: scenarios.TimedRun{Validations: v, Latency: scenarios.LatencyCheck{What: "w", Checked: 3, Over: 1, Examples: []string{"message 4 late"}}}},
+			{Options: scenarios.DefaultLag(scenarios.LagStall), Mode: scenarios.LagStall, TimedRun: scenarios.TimedRun{Validations: v},
 				Stall: &scenarios.StallInfo{Duration: "9s", MaxHeld: 2, Abandoned: 3}},
 		},
-		"dead-service": &scenarios.DeadServiceResult{Options: scenarios.DefaultDeadService(), Service: "im-gateway", StoppedAt: "2.5s", Validations: v},
+		"dead-service": &scenarios.DeadServiceResult{Options: scenarios.DefaultDeadService(), Service: "im-gateway", StoppedAt: "2.5s",
+			TimedRun: scenarios.TimedRun{Validations: v}},
 	}
 	dir := t.TempDir()
 	sum := &summaryReport{Date: "2026-01-02"}
