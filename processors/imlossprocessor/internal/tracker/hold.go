@@ -2,12 +2,11 @@ package tracker
 
 import "github.com/imcol/imcol/processors/imlossprocessor/internal/event"
 
-// held is an event on its way to its message, possibly waiting for the message's deadline.
+// held is an event waiting for its message's deadline (a copy: the caller's batch is reused).
 type held struct {
 	ev          event.Event
 	at          int64 // event time
 	beforeCrash bool
-	released    bool // routed again after waiting
 }
 
 // hold keeps an event stamped after m's deadline until that deadline is applied: it may
@@ -17,7 +16,7 @@ type held struct {
 // on when it arrived.
 //
 // It reports false when the hold is full (counted): the event is then applied at once.
-func (t *Tracker) hold(m *message, h held) bool {
+func (t *Tracker) hold(m *message, ev *event.Event, at int64, beforeCrash bool) bool {
 	if t.releasingAll {
 		return false
 	}
@@ -25,7 +24,7 @@ func (t *Tracker) hold(m *message, h held) bool {
 		t.counters.HoldFull++
 		return false
 	}
-	t.waiting[m] = append(t.waiting[m], h)
+	t.waiting[m] = append(t.waiting[m], held{ev: *ev, at: at, beforeCrash: beforeCrash})
 	t.nWaiting++
 	return true
 }
@@ -43,9 +42,9 @@ func (t *Tracker) release(m *message) {
 	}
 	delete(t.waiting, m)
 	t.nWaiting -= len(list)
-	for _, h := range list {
-		h.released = true
-		t.route(h)
+	for i := range list {
+		h := &list[i]
+		t.route(&h.ev, h.at, h.beforeCrash, true)
 	}
 }
 

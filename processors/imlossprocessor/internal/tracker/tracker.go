@@ -370,20 +370,20 @@ func (t *Tracker) Apply(now int64, ev *event.Event) (duplicate bool) {
 		// baseline restarts after the crash instead of reporting it as missing.
 		t.observeSeq(at, ev)
 	}
-	return t.route(held{ev: *ev, at: at, beforeCrash: beforeCrash})
+	return t.route(ev, at, beforeCrash, false)
 }
 
 // route applies an event to its message. A message whose deadline the watermark has passed is
 // decided first, as the next tick would: the event is late data then, whenever the tick comes.
 // An event stamped after its message's (not yet final) deadline waits for it (see hold).
-func (t *Tracker) route(h held) (duplicate bool) {
-	ev, at := &h.ev, h.at
+// released says the event waited for its message's deadline (see hold).
+func (t *Tracker) route(ev *event.Event, at int64, beforeCrash, released bool) (duplicate bool) {
 	m := t.lookup(ev.MessageID)
 	for m != nil && m.deadline <= t.wm.current {
 		t.expire(m)
 		m = t.lookup(ev.MessageID)
 	}
-	if m != nil && ev.Stage != imsemconv.StageSend && at > m.deadline && t.hold(m, h) {
+	if m != nil && ev.Stage != imsemconv.StageSend && at > m.deadline && t.hold(m, ev, at, beforeCrash) {
 		return false
 	}
 	if m != nil && ev.Stage != imsemconv.StageSend {
@@ -400,7 +400,7 @@ func (t *Tracker) route(h held) (duplicate bool) {
 		if d, ok := t.decided[hash]; ok {
 			return t.afterDecision(hash, d, ev, at)
 		}
-		if h.released {
+		if released {
 			// Its message was decided and forgotten at once (decided_cache_size 0): a new
 			// message would be judged on one stray event.
 			return false
@@ -412,7 +412,7 @@ func (t *Tracker) route(h held) (duplicate bool) {
 	if m.conv != nil {
 		t.touch(m.conv)
 	}
-	if h.beforeCrash {
+	if beforeCrash {
 		// Other events of it may have been applied and lost in the crash: never judge
 		// it lost on missing evidence.
 		m.seen |= seenUncertain
