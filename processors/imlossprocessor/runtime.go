@@ -489,9 +489,9 @@ func (r *lossRuntime) flush() {
 }
 
 // handOn queues outcomes for the emitter. Blocking is deliberate back-pressure — a stalled
-// exporter slows intake instead of growing an unbounded queue of outcomes — and that time is
-// not on the tracker's clock (see started). After an abort the outcomes are dropped (they were
-// counted in the metrics already).
+// exporter slows intake instead of growing an unbounded queue of outcomes; the next tick
+// then tells the tracker the pipeline stalled (see pipelineStuck). After an abort the outcomes
+// are dropped (they were counted in the metrics already).
 func (r *lossRuntime) handOn(item emitItem) {
 	select {
 	case r.emitCh <- item:

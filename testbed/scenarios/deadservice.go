@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imcol/imcol/components/imsemconv"
 	"github.com/imcol/imcol/testbed/faults"
 	"github.com/imcol/imcol/testbed/harness"
 	"github.com/imcol/imcol/testbed/sender"
@@ -97,32 +96,13 @@ func deadLatency(lr *loadRun, records []harness.Record, o DeadServiceOptions) La
 	c := LatencyCheck{What: fmt.Sprintf("from each loss's first event to its first record at the sink, per signal; bound its timeout + source_idle_timeout %s + 2 ticks + %s slack (deadline + max_source_lag %s + 2 ticks + slack for deadlines the live sources do not outlast)",
 		t.SourceIdleTimeout, detectionSlack, t.MaxSourceLag)}
 	start := lr.run.StartTime()
-	for _, sig := range outcomeSignals {
-		var mine []harness.Record
-		for _, r := range records {
-			if r.Signal == sig {
-				mine = append(mine, r)
-			}
+	forEachDetectedLoss(lr, records, func(label string, tr *faults.Truth, at time.Time) {
+		bound := tr.Deadline - tr.FirstDue + t.SourceIdleTimeout + 2*t.TickInterval + detectionSlack
+		if tr.Deadline+t.AllowedLateness+t.Margin > end {
+			bound = max(bound, tr.Deadline-tr.FirstDue+t.MaxSourceLag+2*t.TickInterval+detectionSlack)
 		}
-		det := harness.Detections(lr.book, lr.seed, mine)
-		for _, tr := range lr.book.All() {
-			for _, l := range tr.Labels {
-				if l.Outcome != imsemconv.OutcomeLost {
-					continue
-				}
-				at, ok := det[tr.Index][l.String()]
-				if !ok {
-					continue
-				}
-				latency := at.Sub(start.Add(tr.FirstDue))
-				bound := tr.Deadline - tr.FirstDue + t.SourceIdleTimeout + 2*t.TickInterval + detectionSlack
-				if tr.Deadline+t.AllowedLateness+t.Margin > end {
-					bound = max(bound, tr.Deadline-tr.FirstDue+t.MaxSourceLag+2*t.TickInterval+detectionSlack)
-				}
-				c.add(tr.Index, sig+" "+l.String(), latency, bound)
-			}
-		}
-	}
+		c.add(tr.Index, label, at.Sub(start.Add(tr.FirstDue)), bound)
+	})
 	return c
 }
 

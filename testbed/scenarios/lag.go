@@ -216,6 +216,22 @@ func lagLatency(lr *loadRun, records []harness.Record, o LagOptions) LatencyChec
 	c := LatencyCheck{What: fmt.Sprintf("from each loss's deadline in event time to its first record at the sink, per signal; bound lag %s + allowed_lateness %s + 2 ticks + %s slack = %s (%s for deadlines the stream does not outlast, left to max_source_lag %s)",
 		o.Lag, t.AllowedLateness, detectionSlack, tight, capped, t.MaxSourceLag)}
 	start := lr.run.StartTime()
+	forEachDetectedLoss(lr, records, func(label string, tr *faults.Truth, at time.Time) {
+		if tr.Deadline == 0 {
+			return
+		}
+		bound := tight
+		if tr.Deadline+t.AllowedLateness+t.Margin > liveEnd {
+			bound = capped
+		}
+		c.add(tr.Index, fmt.Sprintf("%s %s deadline %s", label, tr.Class, tr.Deadline), at.Sub(start.Add(tr.Deadline)), bound)
+	})
+	return c
+}
+
+// forEachDetectedLoss calls fn for every lost label of the truth that a record of some outcome
+// signal reported, with the record's arrival at the sink (misses are the validation's to report).
+func forEachDetectedLoss(lr *loadRun, records []harness.Record, fn func(label string, tr *faults.Truth, at time.Time)) {
 	for _, sig := range outcomeSignals {
 		var mine []harness.Record
 		for _, r := range records {
@@ -226,22 +242,15 @@ func lagLatency(lr *loadRun, records []harness.Record, o LagOptions) LatencyChec
 		det := harness.Detections(lr.book, lr.seed, mine)
 		for _, tr := range lr.book.All() {
 			for _, l := range tr.Labels {
-				if l.Outcome != imsemconv.OutcomeLost || tr.Deadline == 0 {
+				if l.Outcome != imsemconv.OutcomeLost {
 					continue
 				}
-				at, ok := det[tr.Index][l.String()]
-				if !ok {
-					continue // a miss, which the validation reports
+				if at, ok := det[tr.Index][l.String()]; ok {
+					fn(sig+" "+l.String(), &tr, at)
 				}
-				bound := tight
-				if tr.Deadline+t.AllowedLateness+t.Margin > liveEnd {
-					bound = capped
-				}
-				c.add(tr.Index, sig+" "+l.String()+" "+string(tr.Class)+fmt.Sprintf(" deadline %s", tr.Deadline), at.Sub(start.Add(tr.Deadline)), bound)
 			}
 		}
 	}
-	return c
 }
 
 func (c *LatencyCheck) add(idx int64, label string, latency, bound time.Duration) {

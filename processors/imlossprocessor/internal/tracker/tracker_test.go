@@ -30,7 +30,7 @@ func testConfig() Config {
 		MaxDevicesPerMessage: 64, DecidedCacheSize: 100,
 		// No lag allowed: verdicts at the collector's clock, so each rule is stepped by Tick(now)
 		// alone. The event-time model has its own tests (eventtime_test.go).
-		// Out-of-order arrival within a source is tested on its own (late data, eventtime_test.go).
+		// The watermark stays an hour behind the events: only Tick(now) decides here.
 		MaxSourceLag: 0, MaxClockSkew: time.Hour, MaxSources: 100, AllowedLateness: time.Hour,
 	}
 }
