@@ -118,17 +118,52 @@ func traceIDOf(t *testing.T, messageID string) string {
 // the ground truth it recorded.
 func driveTraffic(t *testing.T, s *stack, messages int, faultSpec string) []truthRecord {
 	t.Helper()
-	truthPath := filepath.Join(t.TempDir(), "truth.jsonl")
-	cmd := exec.Command("go", "run", "./testbed/cmd/imload",
-		"-endpoint", s.env["IMCOL_OTLP_GRPC_ENDPOINT"],
-		"-messages", strconv.Itoa(messages), "-rate", "50", "-signals", "mixed",
-		"-faults", faultSpec, "-truth", truthPath, "-seed", strconv.Itoa(trafficSeed), "-progress", "0",
-		"-ack-timeout", e2eAckTimeout, "-offline-timeout", e2eOfflineTimeout, "-reorder-window", e2eReorderWindow, "-tick-interval", e2eTick)
-	cmd.Dir = testcollector.RepoRoot(t)
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "imload:\n%s", out)
+	return startImload(t, s.env["IMCOL_OTLP_GRPC_ENDPOINT"], messages, faultSpec, imloadTimeouts{
+		ack: e2eAckTimeout, offline: e2eOfflineTimeout, reorder: e2eReorderWindow, tick: e2eTick,
+	}, "-rate", "50")()
+}
 
-	f, err := os.Open(truthPath)
+// imloadTimeouts are the im_loss settings of the collector under test, which the generator needs to
+// place its faults. Empty lateness fields keep imload's defaults.
+type imloadTimeouts struct {
+	ack, offline, reorder, tick  string
+	lateness, sourceIdle, maxLag string
+}
+
+func (o imloadTimeouts) args() []string {
+	args := []string{"-ack-timeout", o.ack, "-offline-timeout", o.offline, "-reorder-window", o.reorder, "-tick-interval", o.tick}
+	for flag, v := range map[string]string{"-allowed-lateness": o.lateness, "-source-idle-timeout": o.sourceIdle, "-max-source-lag": o.maxLag} {
+		if v != "" {
+			args = append(args, flag, v)
+		}
+	}
+	return args
+}
+
+// startImload starts the testbed's generator against endpoint in the background; the function it
+// returns waits for it to finish and returns the ground truth it recorded.
+func startImload(t *testing.T, endpoint string, messages int, faultSpec string, timeouts imloadTimeouts, extra ...string) func() []truthRecord {
+	t.Helper()
+	truthPath := filepath.Join(t.TempDir(), "truth.jsonl")
+	args := append([]string{"run", "./testbed/cmd/imload",
+		"-endpoint", endpoint, "-messages", strconv.Itoa(messages), "-signals", "mixed",
+		"-faults", faultSpec, "-truth", truthPath, "-seed", strconv.Itoa(trafficSeed), "-progress", "0"},
+		timeouts.args()...)
+	cmd := exec.Command("go", append(args, extra...)...)
+	cmd.Dir = testcollector.RepoRoot(t)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	return func() []truthRecord {
+		t.Helper()
+		require.NoError(t, cmd.Wait(), "imload:\n%s", out.String())
+		return readTruth(t, truthPath, messages)
+	}
+}
+
+func readTruth(t *testing.T, path string, messages int) []truthRecord {
+	t.Helper()
+	f, err := os.Open(path)
 	require.NoError(t, err)
 	defer f.Close()
 	var truth []truthRecord

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real servers the end-to-end suite runs on loopback, idempotently:
-#   Prometheus + promtool + Alertmanager from Debian; Loki and Jaeger v2 built from their Go modules
+#   Prometheus + promtool + Alertmanager, and podman + runc + ca-certificates for the container image
+#   (make image, e2e/image_test.go), from Debian; Loki and Jaeger v2 built from their Go modules
 #   (their go.mod has replace directives, so `go install pkg@version` refuses them) and cached in
 #   $IMCOL_E2E_CACHE (default ~/.cache/imcol-e2e/bin), outside the repository. A warm run does nothing.
 set -euo pipefail
@@ -17,6 +18,11 @@ install_debian() {
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
   command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+  # podman's own settings for this machine come from scripts/image/containers.conf (CONTAINERS_CONF):
+  # nothing under /etc/containers is written.
+  command -v podman >/dev/null 2>&1 || missing+=(podman)
+  command -v runc >/dev/null 2>&1 || missing+=(runc)
+  [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "installing ${missing[*]} from Debian"
   # Keep apt from starting the packaged services on their default ports: tests start their own.
