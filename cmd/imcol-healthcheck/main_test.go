@@ -13,7 +13,7 @@ import (
 
 func TestHealthURL(t *testing.T) {
 	for endpoint, want := range map[string]string{
-		"":                "http://127.0.0.1:13133/",
+		"":                "http://localhost:13133/", // the shipped configs' default
 		"0.0.0.0:13133":   "http://127.0.0.1:13133/",
 		":13133":          "http://127.0.0.1:13133/",
 		"[::]:9000":       "http://127.0.0.1:9000/",
