@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"math"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -100,36 +101,32 @@ func tierEnv(t *testing.T) map[string]string {
 // waitProm waits until an instant query returns want, showing the backend's logs on failure.
 func (tr *tier) waitProm(ctx context.Context, t *testing.T, query string, want float64) {
 	t.Helper()
-	var got float64
-	err := testcollector.Eventually(ctx, 250*time.Millisecond, func() error {
-		var err error
-		got, err = promQuery(ctx, tr.prom, query)
-		if err == nil && got != want {
-			err = fmt.Errorf("%s = %v, want %v", query, got, want)
-		}
-		return err
-	})
-	require.NoError(t, err, "backend logs:\n%s", tail(tr.backend.logs(t), 6000))
+	tr.waitPromWithin(ctx, t, query, want, 0)
 }
 
 // waitPromNear waits until an instant query is within 1 % (at least 5) of want. A lost volume
 // restarts the SLO counters from zero, far outside that.
 func (tr *tier) waitPromNear(ctx context.Context, t *testing.T, query string, want int) {
 	t.Helper()
-	slack := float64(max(5, want/100))
+	if got := tr.waitPromWithin(ctx, t, query, float64(want), float64(max(5, want/100))); got != float64(want) {
+		t.Logf("KNOWN GAP: %s = %v, truth %d (false or double verdicts across the restart)", query, got, want)
+	}
+}
+
+// waitPromWithin waits until an instant query is within slack of want and returns its value.
+func (tr *tier) waitPromWithin(ctx context.Context, t *testing.T, query string, want, slack float64) float64 {
+	t.Helper()
 	var got float64
 	err := testcollector.Eventually(ctx, 250*time.Millisecond, func() error {
 		var err error
 		got, err = promQuery(ctx, tr.prom, query)
-		if err == nil && (got < float64(want)-slack || got > float64(want)+slack) {
-			err = fmt.Errorf("%s = %v, want %d ± %v", query, got, want, slack)
+		if err == nil && math.Abs(got-want) > slack {
+			err = fmt.Errorf("%s = %v, want %v ± %v", query, got, want, slack)
 		}
 		return err
 	})
 	require.NoError(t, err, "backend logs:\n%s", tail(tr.backend.logs(t), 6000))
-	if got != float64(want) {
-		t.Logf("KNOWN GAP: %s = %v, truth %d (false or double verdicts across the restart)", query, got, want)
-	}
+	return got
 }
 
 // loggedCount returns the "messages" field of the last log line containing msg.
