@@ -68,7 +68,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	var err, errs error
 	builder.ProcessorImLossActiveSources, err = builder.meter.Int64Gauge(
 		"otelcol_processor_im_loss_active_sources",
-		metric.WithDescription("Telemetry sources (service.name and service.instance.id) heard within source_idle_timeout; they hold the watermark. [Development]"),
+		metric.WithDescription("Telemetry sources (service.name and service.instance.id) holding the watermark, heard within source_idle_timeout or in a pipeline silent as a whole. [Development]"),
 		metric.WithUnit("{source}"),
 	)
 	errs = errors.Join(errs, err)

@@ -24,7 +24,7 @@ func NewSettings(tt *componenttest.Telemetry) processor.Settings {
 func AssertEqualProcessorImLossActiveSources(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_processor_im_loss_active_sources",
-		Description: "Telemetry sources (service.name and service.instance.id) heard within source_idle_timeout; they hold the watermark. [Development]",
+		Description: "Telemetry sources (service.name and service.instance.id) holding the watermark, heard within source_idle_timeout or in a pipeline silent as a whole. [Development]",
 		Unit:        "{source}",
 		Data: metricdata.Gauge[int64]{
 			DataPoints: dps,

@@ -17,13 +17,15 @@ import (
 // decided-message memory's hash key, and after the messages that memory's entries, oldest first.
 // Version 3 keeps version 2's layout with event-time meanings — a message's first-seen time
 // and the gaps' deadlines are event times, so nothing is shifted by the downtime on restore —
-// and appends the pending retractions. Versions 1 (no kind: final; no decided memory) and 2
-// are still read: their collector-clock times are taken as event times, which is what they
-// approximated.
+// and appends the pending retractions. Version 4 adds, after the messages, the active
+// sources of every pipeline (see appendSources). Versions 1 (no kind: final; no decided
+// memory) and 2 are still read: their collector-clock times are taken as event times, which
+// is what they approximated; versions before 4 restore no sources.
 var (
 	snapshotMagicV1 = []byte("IMLOSS\x01")
 	snapshotMagicV2 = []byte("IMLOSS\x02")
-	snapshotMagic   = []byte("IMLOSS\x03")
+	snapshotMagicV3 = []byte("IMLOSS\x03")
+	snapshotMagic   = []byte("IMLOSS\x04")
 )
 
 // Kind says when a snapshot was taken, which decides how much of it can be trusted.
@@ -104,6 +106,7 @@ func (t *Tracker) Snapshot(now int64, kind Kind) []byte {
 			b = append(b, f)
 		})
 	}
+	b = t.appendSources(b, now)
 
 	b = binary.AppendUvarint(b, uint64(t.ringLen))
 	for i := range t.ringLen {
@@ -147,6 +150,70 @@ func (t *Tracker) appendRetractions(b []byte) []byte {
 	return b
 }
 
+// appendSources writes, for every pipeline, the age at now of its last event (-1: none) and
+// its active sources, least recently heard first: name, latest event time, and the ages of
+// lastHeard and heardAt. Without them a restart would forget the sources whose telemetry is
+// still queued upstream, and the first source heard again would move the watermark alone.
+func (t *Tracker) appendSources(b []byte, now int64) []byte {
+	w := &t.wm
+	b = binary.AppendUvarint(b, uint64(len(w.sinks)))
+	for i := range w.sinks {
+		p := &w.sinks[i]
+		b = binary.AppendVarint(b, ageAt(now, p.lastEvent))
+		var active []*source
+		for s := p.heard.tail; s != nil && w.holds(p, s, now); s = s.prev {
+			active = append(active, s)
+		}
+		b = binary.AppendUvarint(b, uint64(len(active)))
+		for j := len(active) - 1; j >= 0; j-- {
+			s := active[j]
+			b = appendString(b, s.name)
+			b = binary.AppendVarint(b, s.latest)
+			b = binary.AppendVarint(b, ageAt(now, s.lastHeard))
+			b = binary.AppendVarint(b, ageAt(now, s.heardAt))
+		}
+	}
+	return b
+}
+
+// maxSinks and maxSourceName bound what a snapshot may claim: a sink is a byte, a source
+// name a service name and an instance id.
+const (
+	maxSinks      = 256
+	maxSourceName = 2*event.MaxIDLength + 1
+)
+
+// ageAt is how long before now collector time at was; -1 for none (0).
+func ageAt(now, at int64) int64 {
+	if at == 0 {
+		return -1
+	}
+	return max(now-at, 0)
+}
+
+// restoreSources loads what appendSources wrote, the ages counted back from now: the
+// downtime is a silence of every pipeline, which their sources outlast (see watermarks).
+func (t *Tracker) restoreSources(r *reader, now int64) {
+	w := &t.wm
+	nSinks := r.count(maxSinks)
+	for i := 0; i < nSinks && r.err == nil; i++ {
+		p := w.pipeline(uint8(i))
+		if age := r.varint(); age >= 0 && r.err == nil {
+			p.lastEvent = max(p.lastEvent, now-age)
+		}
+		n := r.count(len(r.b))
+		for j := 0; j < n && r.err == nil; j++ {
+			key := sourceKey{name: r.strUpTo(maxSourceName), sink: uint8(i)}
+			latest, heard, heardAt := r.varint(), r.varint(), r.varint()
+			if r.err != nil || w.byKey[key] != nil || heard < 0 || heardAt < 0 {
+				continue
+			}
+			s := w.add(key, latest)
+			s.lastHeard, s.heardAt = now-heard, now-heardAt
+		}
+	}
+}
+
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
@@ -168,6 +235,8 @@ type RestoreStats struct {
 func (t *Tracker) Restore(data []byte, now int64) (st RestoreStats, err error) {
 	switch {
 	case hasPrefix(data, snapshotMagic):
+		st.Version = 4
+	case hasPrefix(data, snapshotMagicV3):
 		st.Version = 3
 	case hasPrefix(data, snapshotMagicV2):
 		st.Version = 2
@@ -254,6 +323,9 @@ func (t *Tracker) Restore(data []byte, now int64) (st RestoreStats, err error) {
 		m.flags |= flags & msgInOfflineQueue
 		t.reschedule(m)
 		st.Messages++
+	}
+	if st.Version >= 4 {
+		t.restoreSources(&r, now)
 	}
 	if st.Kind == Checkpoint {
 		t.DistrustEventsBefore(now)
@@ -395,7 +467,9 @@ func (r *reader) bytes(n int) []byte {
 	return v
 }
 
-func (r *reader) str() string {
-	n := r.count(event.MaxIDLength)
+func (r *reader) str() string { return r.strUpTo(event.MaxIDLength) }
+
+func (r *reader) strUpTo(limit int) string {
+	n := r.count(limit)
 	return string(r.bytes(n))
 }

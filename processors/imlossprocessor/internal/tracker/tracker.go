@@ -331,7 +331,7 @@ func New(cfg Config) *Tracker {
 		retract:     make(map[uint64]*retraction),
 		waiting:     make(map[*message][]held),
 		maxWaiting:  max(1024, cfg.MaxMessages/16),
-		wm:          newWatermarks(int64(cfg.AllowedLateness), int64(cfg.SourceIdleTimeout), max(cfg.MaxSources, 1)),
+		wm:          newWatermarks(int64(cfg.AllowedLateness), int64(cfg.SourceIdleTimeout), int64(cfg.MaxSourceLag), max(cfg.MaxSources, 1)),
 	}
 }
 
@@ -824,7 +824,7 @@ func (t *Tracker) PipelineStalled(since, now int64) {
 // telemetry, as of the last Tick; noWatermark (math.MinInt64) before the first.
 func (t *Tracker) Watermark() int64 { return t.wm.current }
 
-// ActiveSources counts the sources heard within SourceIdleTimeout of now.
+// ActiveSources counts the sources that hold the watermark at now (see watermarks).
 func (t *Tracker) ActiveSources(now int64) int { return t.wm.active(now) }
 
 const originStages = 1<<imsemconv.StageSend | 1<<imsemconv.StagePersist | 1<<imsemconv.StagePush
