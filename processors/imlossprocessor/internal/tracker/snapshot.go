@@ -59,7 +59,7 @@ func (t *Tracker) Snapshot(now int64, kind Kind) []byte {
 	b = binary.LittleEndian.AppendUint64(b, t.key[1])
 
 	var convs []*conversation
-	for c := t.lruHead; c != nil; c = c.lruNext {
+	for c := t.lru.head; c != nil; c = c.lru.next {
 		if _, init := c.seq.State(); init {
 			convs = append(convs, c)
 		}

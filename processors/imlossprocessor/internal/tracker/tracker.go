@@ -141,7 +141,7 @@ const noTime = math.MinInt32
 type message struct {
 	id           string
 	conv         *conversation
-	cprev, cnext *message // conversation list, oldest first
+	inConv       links[message] // its conversation's messages, oldest first
 	traceID      pcommon.TraceID
 	dev0         string
 	firstSeen    int64 // earliest event time, unix ns
@@ -211,13 +211,13 @@ type deviceSet struct {
 const deviceIndexThreshold = 16
 
 type conversation struct {
-	id               string
-	head, tail       *message
-	count            int
-	lruPrev, lruNext *conversation
-	gapPrev, gapNext *conversation
-	inGapList        bool
-	seq              seqgap.Detector
+	id        string
+	msgs      list[message]
+	count     int
+	lru       links[conversation] // Tracker.lru
+	gaps      links[conversation] // Tracker.gaps
+	inGapList bool
+	seq       seqgap.Detector
 }
 
 type decided struct {
@@ -269,9 +269,9 @@ type Tracker struct {
 	maxWaiting   int
 	releasingAll bool // ReleaseHeld: nothing waits any more
 
-	convs            map[string]*conversation
-	lruHead, lruTail *conversation
-	gapHead, gapTail *conversation
+	convs map[string]*conversation
+	lru   list[conversation] // least recently active first
+	gaps  list[conversation] // those with open seq gaps
 
 	decided     map[uint64]decided
 	decidedRing []uint64
@@ -326,6 +326,8 @@ func New(cfg Config) *Tracker {
 		ids:         newIndex(),
 		extra:       make(map[*message]*deviceSet),
 		convs:       make(map[string]*conversation),
+		lru:         list[conversation]{at: func(c *conversation) *links[conversation] { return &c.lru }},
+		gaps:        list[conversation]{at: func(c *conversation) *links[conversation] { return &c.gaps }},
 		decided:     make(map[uint64]decided),
 		decidedRing: make([]uint64, cfg.DecidedCacheSize),
 		retract:     make(map[uint64]*retraction),
@@ -507,7 +509,7 @@ func (t *Tracker) insert(at int64, ev *event.Event) *message {
 	if ev.ConversationID != "" {
 		c = t.conversation(ev.ConversationID)
 		if c.count >= t.cfg.MaxPerConversation {
-			t.evict(c.head)
+			t.evict(c.msgs.head)
 			// The eviction may have dropped an empty conversation without a seq baseline.
 			c = t.conversation(ev.ConversationID)
 		}
@@ -524,13 +526,7 @@ func (t *Tracker) insert(at int64, ev *event.Event) *message {
 
 func (t *Tracker) attach(m *message, c *conversation) {
 	m.conv = c
-	m.cprev, m.cnext = c.tail, nil
-	if c.tail != nil {
-		c.tail.cnext = m
-	} else {
-		c.head = m
-	}
-	c.tail = m
+	c.msgs.pushBack(m)
 	c.count++
 }
 
@@ -539,17 +535,8 @@ func (t *Tracker) detach(m *message) {
 	if c == nil {
 		return
 	}
-	if m.cprev != nil {
-		m.cprev.cnext = m.cnext
-	} else {
-		c.head = m.cnext
-	}
-	if m.cnext != nil {
-		m.cnext.cprev = m.cprev
-	} else {
-		c.tail = m.cprev
-	}
-	m.cprev, m.cnext, m.conv = nil, nil, nil
+	c.msgs.remove(m)
+	m.conv = nil
 	c.count--
 	if c.count == 0 {
 		// A conversation is kept only while it has messages in flight or a seq
@@ -780,11 +767,11 @@ func (t *Tracker) Tick(now int64) (more bool) {
 			t.counters.Forced++
 		}
 	}
-	for c := t.gapHead; c != nil; {
+	for c := t.gaps.head; c != nil; {
 		if len(t.out) >= TickBudget {
 			return true
 		}
-		next := c.gapNext
+		next := c.gaps.next
 		t.scratch = c.seq.Expire(limit, t.scratch[:0])
 		for _, r := range t.scratch {
 			if r.Deadline > w {
@@ -1083,12 +1070,12 @@ func (t *Tracker) conversation(id string) *conversation {
 		t.touch(c)
 		return c
 	}
-	if len(t.convs) >= t.cfg.MaxConversations && t.lruHead != nil {
-		t.evictConversation(t.lruHead)
+	if len(t.convs) >= t.cfg.MaxConversations && t.lru.head != nil {
+		t.evictConversation(t.lru.head)
 	}
-	c := &conversation{id: id}
+	c := &conversation{id: id, msgs: list[message]{at: inConversation}}
 	t.convs[id] = c
-	t.lruPush(c)
+	t.lru.pushBack(c)
 	return c
 }
 
@@ -1099,8 +1086,8 @@ func (t *Tracker) evictConversation(c *conversation) {
 	}
 	// Its messages cannot stay: the per-conversation bookkeeping is going away. They are
 	// the least recently active anyway.
-	for c.head != nil {
-		t.evict(c.head)
+	for c.msgs.head != nil {
+		t.evict(c.msgs.head)
 		if t.convs[c.id] != c {
 			return // evict dropped the conversation already
 		}
@@ -1113,74 +1100,28 @@ func (t *Tracker) dropConversation(c *conversation) {
 		return
 	}
 	delete(t.convs, c.id)
-	t.lruRemove(c)
-	if c.inGapList {
-		t.unlinkGap(c)
-	}
+	t.lru.remove(c)
+	t.unlinkGap(c)
 }
 
-func (t *Tracker) touch(c *conversation) {
-	if t.lruTail == c {
-		return
-	}
-	t.lruRemove(c)
-	t.lruPush(c)
-}
-
-func (t *Tracker) lruPush(c *conversation) {
-	c.lruPrev, c.lruNext = t.lruTail, nil
-	if t.lruTail != nil {
-		t.lruTail.lruNext = c
-	} else {
-		t.lruHead = c
-	}
-	t.lruTail = c
-}
-
-func (t *Tracker) lruRemove(c *conversation) {
-	if c.lruPrev != nil {
-		c.lruPrev.lruNext = c.lruNext
-	} else if t.lruHead == c {
-		t.lruHead = c.lruNext
-	}
-	if c.lruNext != nil {
-		c.lruNext.lruPrev = c.lruPrev
-	} else if t.lruTail == c {
-		t.lruTail = c.lruPrev
-	}
-	c.lruPrev, c.lruNext = nil, nil
-}
+func (t *Tracker) touch(c *conversation) { t.lru.moveToBack(c) }
 
 func (t *Tracker) linkGap(c *conversation) {
-	if c.inGapList {
-		return
+	if !c.inGapList {
+		c.inGapList = true
+		t.gaps.pushBack(c)
 	}
-	c.inGapList = true
-	c.gapPrev, c.gapNext = t.gapTail, nil
-	if t.gapTail != nil {
-		t.gapTail.gapNext = c
-	} else {
-		t.gapHead = c
-	}
-	t.gapTail = c
 }
 
 func (t *Tracker) unlinkGap(c *conversation) {
-	if !c.inGapList {
-		return
+	if c.inGapList {
+		c.inGapList = false
+		t.gaps.remove(c)
 	}
-	if c.gapPrev != nil {
-		c.gapPrev.gapNext = c.gapNext
-	} else {
-		t.gapHead = c.gapNext
-	}
-	if c.gapNext != nil {
-		c.gapNext.gapPrev = c.gapPrev
-	} else {
-		t.gapTail = c.gapPrev
-	}
-	c.gapPrev, c.gapNext, c.inGapList = nil, nil, false
 }
+
+// inConversation is the links of a conversation's list of messages.
+func inConversation(m *message) *links[message] { return &m.inConv }
 
 // observeSeq feeds a persisted seq, stamped at, to its conversation's gap detector: a gap it
 // opens is confirmed once the watermark passes at + reorder_window.
