@@ -17,6 +17,9 @@ const (
 	OutcomeUntracked Outcome = "untracked"
 )
 
+// Outcomes lists every outcome.
+var Outcomes = [...]Outcome{OutcomeDelivered, OutcomeLost, OutcomeDuplicate, OutcomeLate, OutcomeUntracked}
+
 // LossReason says why a message was declared lost.
 type LossReason string
 
@@ -28,3 +31,6 @@ const (
 	// (outcome untracked).
 	ReasonEvicted LossReason = "evicted"
 )
+
+// LossReasons lists every loss reason.
+var LossReasons = [...]LossReason{ReasonAckTimeout, ReasonSeqGap, ReasonStageFailed, ReasonEvicted}

@@ -579,7 +579,8 @@ func usualOutcomes() []tracker.Outcome {
 	return out
 }
 
-// metricAttrs precomputes attribute sets so recording does not allocate.
+// metricAttrs precomputes every attribute set once, so recording neither allocates nor
+// locks: the maps are only read after newMetricAttrs.
 type metricAttrs struct {
 	outcomes    map[outcomeKey]metric.MeasurementOption
 	unrecognize map[event.Reason]metric.MeasurementOption
@@ -587,7 +588,6 @@ type metricAttrs struct {
 	// The reasons of forced decisions: the max_source_lag cap, and events applied at once
 	// because too many were waiting for their message's deadline.
 	watermarkStalled, holdFull metric.MeasurementOption
-	mu                         sync.Mutex
 }
 
 type outcomeKey struct {
@@ -602,36 +602,49 @@ func newMetricAttrs() *metricAttrs {
 		unrecognize: make(map[event.Reason]metric.MeasurementOption),
 	}
 	for i, name := range [...]string{"message", "conversation", "seq_gap", "decided", "source"} {
-		a.evicted[i] = metric.WithAttributeSet(attribute.NewSet(attribute.String("state", name)))
+		a.evicted[i] = withAttribute("state", name)
 	}
-	a.watermarkStalled = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", "watermark_stalled")))
-	a.holdFull = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", "hold_full")))
+	a.watermarkStalled = withAttribute("reason", "watermark_stalled")
+	a.holdFull = withAttribute("reason", "hold_full")
+	for _, r := range event.Reasons {
+		a.unrecognize[r] = withAttribute("reason", string(r))
+	}
+	stages := append([]imsemconv.Stage{imsemconv.StageUnknown}, imsemconv.Stages[:]...)
+	reasons := append([]imsemconv.LossReason{""}, imsemconv.LossReasons[:]...)
+	for _, o := range imsemconv.Outcomes {
+		for _, st := range stages {
+			for _, r := range reasons {
+				k := outcomeKey{o, st, r}
+				a.outcomes[k] = k.attributes()
+			}
+		}
+	}
 	return a
+}
+
+func withAttribute(key, value string) metric.MeasurementOption {
+	return metric.WithAttributeSet(attribute.NewSet(attribute.String(key, value)))
+}
+
+func (k outcomeKey) attributes() metric.MeasurementOption {
+	return metric.WithAttributeSet(attribute.NewSet(
+		attribute.String("outcome", string(k.outcome)),
+		attribute.String("stage", k.stage.String()),
+		attribute.String("reason", string(k.reason)),
+	))
 }
 
 func (a *metricAttrs) outcome(o *tracker.Outcome) metric.MeasurementOption {
 	k := outcomeKey{o.Outcome, o.Stage, o.Reason}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	opt, ok := a.outcomes[k]
-	if !ok {
-		opt = metric.WithAttributeSet(attribute.NewSet(
-			attribute.String("outcome", string(o.Outcome)),
-			attribute.String("stage", o.Stage.String()),
-			attribute.String("reason", string(o.Reason)),
-		))
-		a.outcomes[k] = opt
+	if opt, ok := a.outcomes[k]; ok {
+		return opt
 	}
-	return opt
+	return k.attributes() // every combination is precomputed: not reached
 }
 
 func (a *metricAttrs) unrecognized(r event.Reason) metric.MeasurementOption {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	opt, ok := a.unrecognize[r]
-	if !ok {
-		opt = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", string(r))))
-		a.unrecognize[r] = opt
+	if opt, ok := a.unrecognize[r]; ok {
+		return opt
 	}
-	return opt
+	return withAttribute("reason", string(r))
 }

@@ -20,7 +20,9 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 
 	"github.com/imcol/imcol/components/imsemconv"
+	"github.com/imcol/imcol/processors/imlossprocessor/internal/event"
 	"github.com/imcol/imcol/processors/imlossprocessor/internal/metadatatest"
+	"github.com/imcol/imcol/processors/imlossprocessor/internal/tracker"
 )
 
 // TestShutdownPastItsDeadlineStillStopsEverything: the next consumer blocks (an exporter
@@ -197,4 +199,21 @@ func outcomeLogsOf(ld plog.Logs) []plog.LogRecord {
 	sink := new(consumertest.LogsSink)
 	_ = sink.ConsumeLogs(context.Background(), ld)
 	return outcomeLogs(sink)
+}
+
+// TestMetricAttributesArePrecomputed: recording an outcome or an unrecognized event on the
+// hot path finds its attribute set ready, without a lock or an allocation.
+func TestMetricAttributesArePrecomputed(t *testing.T) {
+	a := newMetricAttrs()
+	for _, o := range usualOutcomes() {
+		assert.Contains(t, a.outcomes, outcomeKey{o.Outcome, o.Stage, o.Reason})
+	}
+	for _, r := range event.Reasons {
+		assert.Contains(t, a.unrecognize, r)
+	}
+	late := tracker.Outcome{Outcome: imsemconv.OutcomeLate, Stage: imsemconv.StageAck, Reason: imsemconv.ReasonAckTimeout}
+	assert.Zero(t, testing.AllocsPerRun(100, func() {
+		_ = a.outcome(&late)
+		_ = a.unrecognized(event.ReasonOverload)
+	}))
 }
