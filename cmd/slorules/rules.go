@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/imcol/imcol/connectors/sloconnector"
+	"github.com/imcol/imcol/connectors/sloconnector/sloconfig"
 )
 
 // Prometheus names of the connector's counters through the prometheus exporter.
@@ -33,7 +33,7 @@ const (
 // namedSLO is an SLO with the connector that defines it.
 type namedSLO struct {
 	connector string
-	slo       sloconnector.SLOConfig
+	slo       sloconfig.SLOConfig
 }
 
 // generate writes the recording and alerting rules of every SLO, one rule group per SLO.
@@ -155,7 +155,7 @@ func group(ns namedSLO) rulefmt.RuleGroup {
 
 // groupLabels are the labels every SLO series keeps: slo_name and the dimensions as the
 // prometheus exporter names them (service.name → service_name).
-func groupLabels(s *sloconnector.SLOConfig) []string {
+func groupLabels(s *sloconfig.SLOConfig) []string {
 	labels := []string{"slo_name"}
 	namer := otlptranslator.LabelNamer{}
 	for _, d := range s.Dimensions {

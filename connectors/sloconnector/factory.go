@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/collector/connector"
 	"go.opentelemetry.io/collector/consumer"
 
+	"github.com/imcol/imcol/components/signal"
 	"github.com/imcol/imcol/connectors/sloconnector/internal/metadata"
 )
 
@@ -29,9 +30,9 @@ func createDefaultConfig() component.Config {
 // signal, so an SLO's series come from exactly one instance and never collide.
 
 func createTracesToMetrics(ctx context.Context, set connector.Settings, cfg component.Config, next consumer.Metrics) (connector.Traces, error) {
-	return newConnector(set, cfg.(*Config), SignalTraces, clockwork.FromContext(ctx), next)
+	return newConnector(set, cfg.(*Config), signal.Traces, clockwork.FromContext(ctx), next)
 }
 
 func createLogsToMetrics(ctx context.Context, set connector.Settings, cfg component.Config, next consumer.Metrics) (connector.Logs, error) {
-	return newConnector(set, cfg.(*Config), SignalLogs, clockwork.FromContext(ctx), next)
+	return newConnector(set, cfg.(*Config), signal.Logs, clockwork.FromContext(ctx), next)
 }
