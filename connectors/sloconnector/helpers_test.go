@@ -41,13 +41,13 @@ func newHarness(t *testing.T, cfg *Config, sig signal.Signal, set connector.Sett
 	t.Helper()
 	require.NoError(t, confmap.Validate(cfg))
 	h := &harness{t: t, clock: clockwork.NewFakeClockAt(t0), sink: &consumertest.MetricsSink{}}
-	ctx := clockwork.AddToContext(context.Background(), h.clock)
+	factory := newFactoryWithClock(h.clock)
 	var err error
 	var c component.Component
 	if sig == signal.Logs {
-		c, err = NewFactory().CreateLogsToMetrics(ctx, set, cfg, h.sink)
+		c, err = factory.CreateLogsToMetrics(context.Background(), set, cfg, h.sink)
 	} else {
-		c, err = NewFactory().CreateTracesToMetrics(ctx, set, cfg, h.sink)
+		c, err = factory.CreateTracesToMetrics(context.Background(), set, cfg, h.sink)
 	}
 	require.NoError(t, err)
 	h.conn = c.(*sloConnector)

@@ -117,7 +117,7 @@ func TestShutdownPastDeadlineStopsEverything(t *testing.T) {
 			cfg := &Config{FlushInterval: time.Minute, Storage: &id, SLOs: []sloconfig.SLOConfig{deliverySLO(true)}}
 			require.NoError(t, confmap.Validate(cfg))
 			clock := clockwork.NewFakeClockAt(t0)
-			c, err := NewFactory().CreateLogsToMetrics(clockwork.AddToContext(context.Background(), clock), nopSettings(), cfg, next)
+			c, err := newFactoryWithClock(clock).CreateLogsToMetrics(context.Background(), nopSettings(), cfg, next)
 			require.NoError(t, err)
 			require.NoError(t, c.Start(context.Background(), host))
 			require.NoError(t, c.ConsumeLogs(context.Background(), outcomeLogs(append(delivered(9), lostRecord, retractionLog)...)))
