@@ -182,9 +182,11 @@ func TestLoadConfig(t *testing.T) {
 func TestUnmarshalErrors(t *testing.T) {
 	t.Parallel()
 	_, err := loadConfig(t, component.NewIDWithName(metadata.Type, "bad_signal"))
-	require.ErrorContains(t, err, `unknown signal "metrics" (want traces or logs)`)
+	require.EqualError(t, err, "decoding failed due to the following error(s):\n\n"+
+		`'slos[0].signal' unknown signal "metrics" (want traces or logs)`)
 	_, err = loadConfig(t, component.NewIDWithName(metadata.Type, "bad_severity"))
-	require.ErrorContains(t, err, `unknown severity "urgent" (want page or ticket)`)
+	require.EqualError(t, err, "decoding failed due to the following error(s):\n\n"+
+		`'slos[0].alerting.windows[ticket_fast].severity' unknown severity "urgent" (want page or ticket)`)
 }
 
 func TestEmptyConfigIsDefault(t *testing.T) {
