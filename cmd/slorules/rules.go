@@ -90,7 +90,7 @@ func group(ns namedSLO) rulefmt.RuleGroup {
 
 	// Error ratios are sums of rates, so several collector replicas counting different events
 	// add up, and a reset of one replica's counters does not show as an error burst.
-	// Retractions (sli.ratio.retracted) are good events without a total event, already in the
+	// Retractions (sli::ratio::retracted) are good events without a total event, already in the
 	// good counter: a window that holds a retraction but not the loss it corrects has more
 	// good than total events, so the error ratio is clamped at 0, as the connector clamps its
 	// burn rates. A window without events stays NaN (no data).
