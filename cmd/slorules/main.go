@@ -1,8 +1,9 @@
 // Command slorules writes Prometheus recording and multiwindow multi-burn-rate alerting rules
 // for the SLOs of every slo connector in an imcol configuration. It reads the same file(s) the
 // collector runs with, through the collector's own configuration loading (file and env
-// providers, merging of several --config files) and the connector's own config types and
-// defaults, so the rules cannot drift from what the connector evaluates.
+// providers, merging of several --config files), the connector's default config and
+// validation, and the alerting policy of package sloconfig that the connector evaluates,
+// so the rules cannot drift from what the connector does.
 //
 // Usage:
 //
@@ -23,7 +24,6 @@ import (
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/confmap/provider/envprovider"
 	"go.opentelemetry.io/collector/confmap/provider/fileprovider"
-	"go.opentelemetry.io/collector/confmap/xconfmap"
 
 	"github.com/imcol/imcol/connectors/sloconnector"
 )
@@ -113,8 +113,9 @@ func loadSLOs(ctx context.Context, uris []string) ([]namedSLO, error) {
 		if err := sub.Unmarshal(cfg); err != nil {
 			return nil, fmt.Errorf("connectors::%s: %w", id, err)
 		}
-		if err := xconfmap.Validate(cfg); err != nil {
-			return nil, fmt.Errorf("connectors::%s: %w", id, err)
+		// Validated under the path the collector gives it, so errors read as in `imcol validate`.
+		if err := confmap.Validate(map[string]map[component.ID]*sloconnector.Config{"connectors": {id: cfg}}); err != nil {
+			return nil, err
 		}
 		for _, s := range cfg.SLOs {
 			// Every connector exports into the same metric names: slo_name must be unique.

@@ -119,9 +119,8 @@ func TestErrors(t *testing.T) {
 		},
 		"invalid connector config": {
 			[]string{"--config", filepath.Join("testdata", "invalid.yaml")},
-			"connectors::slo: " +
-				`slos[0] "broken": objective: must be a ratio strictly between 0 and 1 (0.9995 for 99.95%), got 1` + "\n" +
-				`slos[0] "broken": sli.ratio.bad: condition has invalid syntax: 1:13: unexpected token "=" (expected <opcomparison> Value)`,
+			"connectors::slo::slos::0: objective: must be a ratio strictly between 0 and 1 (0.9995 for 99.95%), got 1\n" +
+				`sli::ratio::bad: condition has invalid syntax: 1:13: unexpected token "=" (expected <opcomparison> Value)`,
 		},
 	} {
 		t.Run(name, func(t *testing.T) {

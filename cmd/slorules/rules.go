@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/imcol/imcol/connectors/sloconnector"
+	"github.com/imcol/imcol/connectors/sloconnector/sloconfig"
 )
 
 // Prometheus names of the connector's counters through the prometheus exporter.
@@ -33,7 +33,7 @@ const (
 // namedSLO is an SLO with the connector that defines it.
 type namedSLO struct {
 	connector string
-	slo       sloconnector.SLOConfig
+	slo       sloconfig.SLOConfig
 }
 
 // generate writes the recording and alerting rules of every SLO, one rule group per SLO.
@@ -90,7 +90,7 @@ func group(ns namedSLO) rulefmt.RuleGroup {
 
 	// Error ratios are sums of rates, so several collector replicas counting different events
 	// add up, and a reset of one replica's counters does not show as an error burst.
-	// Retractions (sli.ratio.retracted) are good events without a total event, already in the
+	// Retractions (sli::ratio::retracted) are good events without a total event, already in the
 	// good counter: a window that holds a retraction but not the loss it corrects has more
 	// good than total events, so the error ratio is clamped at 0, as the connector clamps its
 	// burn rates. A window without events stays NaN (no data).
@@ -155,7 +155,7 @@ func group(ns namedSLO) rulefmt.RuleGroup {
 
 // groupLabels are the labels every SLO series keeps: slo_name and the dimensions as the
 // prometheus exporter names them (service.name → service_name).
-func groupLabels(s *sloconnector.SLOConfig) []string {
+func groupLabels(s *sloconfig.SLOConfig) []string {
 	labels := []string{"slo_name"}
 	namer := otlptranslator.LabelNamer{}
 	for _, d := range s.Dimensions {

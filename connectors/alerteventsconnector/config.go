@@ -3,13 +3,15 @@ package alerteventsconnector // import "github.com/imcol/imcol/connectors/alerte
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
-	"strings"
+	"slices"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/config/configopaque"
-	"go.opentelemetry.io/collector/confmap/xconfmap"
+	"go.opentelemetry.io/collector/confmap"
 )
 
 // Config configures the alert_events connector.
@@ -125,8 +127,12 @@ type BasicAuthConfig struct {
 }
 
 var (
-	_ component.Config   = (*Config)(nil)
-	_ xconfmap.Validator = (*Config)(nil)
+	_ component.Config  = (*Config)(nil)
+	_ confmap.Validator = (*Config)(nil)
+	_ confmap.Validator = (*StoreConfig)(nil)
+	_ confmap.Validator = (*AlertmanagerConfig)(nil)
+	_ confmap.Validator = (*TLSConfig)(nil)
+	_ confmap.Validator = (*BasicAuthConfig)(nil)
 )
 
 func createDefaultConfig() component.Config {
@@ -151,21 +157,35 @@ func createDefaultConfig() component.Config {
 	}
 }
 
-// Validate checks the configuration, and loads and parses every rule so that
-// a bad rule fails start-up naming its file, group and rule.
+// Validate checks the connector's own keys, and loads and parses every rule so that a bad
+// rule fails start-up naming its file, group and rule. The collector validates store and
+// each alertmanagers entry itself.
 func (cfg *Config) Validate() error {
 	var errs []error
-	if cfg.EvaluationInterval <= 0 {
-		errs = append(errs, errors.New("evaluation_interval: must be positive"))
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"evaluation_interval", cfg.EvaluationInterval},
+		{"lookback_delta", cfg.LookbackDelta},
+		{"query_timeout", cfg.QueryTimeout},
+		{"resend_delay", cfg.ResendDelay},
+	} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s: must be positive, got %s", d.key, d.v))
+		}
 	}
-	if cfg.LookbackDelta <= 0 {
-		errs = append(errs, errors.New("lookback_delta: must be positive"))
-	}
-	if cfg.QueryTimeout <= 0 {
-		errs = append(errs, errors.New("query_timeout: must be positive"))
-	}
-	if cfg.MaxQuerySamples <= 0 {
-		errs = append(errs, errors.New("max_query_samples: must be positive"))
+	for _, n := range []struct {
+		key string
+		v   int
+	}{
+		{"max_query_samples", cfg.MaxQuerySamples},
+		{"notification_queue_capacity", cfg.NotificationQueueCapacity},
+		{"notification_batch_size", cfg.NotificationBatchSize},
+	} {
+		if n.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s: must be positive, got %d", n.key, n.v))
+		}
 	}
 	if cfg.ServiceName == "" {
 		errs = append(errs, errors.New("service_name: must not be empty"))
@@ -175,81 +195,75 @@ func (cfg *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("external_url: %q is not an absolute URL", cfg.ExternalURL))
 		}
 	}
-	for name := range cfg.ExternalLabels {
-		if name == "" || name == "__name__" {
+	for _, name := range slices.Sorted(maps.Keys(cfg.ExternalLabels)) {
+		if name == "" || name == model.MetricNameLabel {
 			errs = append(errs, fmt.Errorf("external_labels: invalid label name %q", name))
 		}
 	}
-	if cfg.ResendDelay <= 0 {
-		errs = append(errs, errors.New("resend_delay: must be positive"))
+	if _, err := loadRuleGroups(cfg, discardLogger()); err != nil {
+		errs = append(errs, err)
 	}
-	if cfg.NotificationQueueCapacity <= 0 {
-		errs = append(errs, errors.New("notification_queue_capacity: must be positive"))
-	}
-	if cfg.NotificationBatchSize <= 0 {
-		errs = append(errs, errors.New("notification_batch_size: must be positive"))
-	}
-	// store and each alertmanagers entry validate themselves: xconfmap.Validate
-	// walks the sub-configs and prefixes their errors with the YAML path.
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	_, err := loadRuleGroups(cfg, discardLogger())
-	return err
+	return errors.Join(errs...)
 }
 
 // Validate checks the store bounds.
 func (sc *StoreConfig) Validate() error {
 	var errs []error
 	if sc.MaxSeries <= 0 {
-		errs = append(errs, errors.New("max_series: must be positive"))
+		errs = append(errs, fmt.Errorf("max_series: must be positive, got %d", sc.MaxSeries))
 	}
 	if sc.MaxSamplesPerSeries < 2 {
-		errs = append(errs, errors.New("max_samples_per_series: must be at least 2 (rate needs two samples)"))
+		errs = append(errs, fmt.Errorf("max_samples_per_series: must be at least 2 (rate needs two samples), got %d", sc.MaxSamplesPerSeries))
 	}
 	if sc.Retention < 0 {
-		errs = append(errs, errors.New("retention: must not be negative"))
+		errs = append(errs, fmt.Errorf("retention: must not be negative, got %s", sc.Retention))
 	}
-	return joinOneLine(errs)
+	return errors.Join(errs...)
 }
 
-// Validate checks one Alertmanager entry.
+// Validate checks one Alertmanager entry's endpoint and timeout.
 func (ac *AlertmanagerConfig) Validate() error {
 	var errs []error
-	u, err := url.Parse(ac.Endpoint)
-	switch {
-	case ac.Endpoint == "":
-		errs = append(errs, errors.New("endpoint: must not be empty"))
-	case err != nil:
+	if err := checkEndpoint(ac.Endpoint); err != nil {
 		errs = append(errs, fmt.Errorf("endpoint: %w", err))
-	case u.Scheme != "http" && u.Scheme != "https":
-		errs = append(errs, fmt.Errorf("endpoint: scheme must be http or https, got %q", u.Scheme))
-	case u.Host == "":
-		errs = append(errs, fmt.Errorf("endpoint: %q has no host", ac.Endpoint))
-	case u.RawQuery != "" || u.Fragment != "":
-		errs = append(errs, fmt.Errorf("endpoint: %q must not have a query or fragment", ac.Endpoint))
 	}
 	if ac.Timeout < 0 {
-		errs = append(errs, errors.New("timeout: must not be negative"))
+		errs = append(errs, fmt.Errorf("timeout: must not be negative, got %s", ac.Timeout))
 	}
-	if (ac.TLS.CertFile == "") != (ac.TLS.KeyFile == "") {
-		errs = append(errs, errors.New("tls: cert_file and key_file must be set together"))
-	}
-	if ac.BasicAuth != nil && ac.BasicAuth.Username == "" {
-		errs = append(errs, errors.New("basic_auth.username: must not be empty"))
-	}
-	return joinOneLine(errs)
+	return errors.Join(errs...)
 }
 
-// joinOneLine joins a sub-config's errors on one line, so the YAML path
-// xconfmap puts in front applies to each of them.
-func joinOneLine(errs []error) error {
-	msgs := make([]string, 0, len(errs))
-	for _, e := range errs {
-		msgs = append(msgs, e.Error())
+// checkEndpoint accepts an absolute http(s) URL that /api/v2/alerts can be appended to.
+func checkEndpoint(endpoint string) error {
+	if endpoint == "" {
+		return errors.New("must not be empty")
 	}
-	if len(msgs) == 0 {
-		return nil
+	u, err := url.Parse(endpoint)
+	switch {
+	case err != nil:
+		return err
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("scheme must be http or https, got %q", u.Scheme)
+	case u.Host == "":
+		return fmt.Errorf("%q has no host", endpoint)
+	case u.RawQuery != "" || u.Fragment != "":
+		return fmt.Errorf("%q must not have a query or fragment", endpoint)
 	}
-	return errors.New(strings.Join(msgs, "; "))
+	return nil
+}
+
+// Validate checks that a client certificate comes with its key.
+func (tc *TLSConfig) Validate() error {
+	if (tc.CertFile == "") != (tc.KeyFile == "") {
+		return errors.New("cert_file and key_file must be set together")
+	}
+	return nil
+}
+
+// Validate checks that the user is named.
+func (ba *BasicAuthConfig) Validate() error {
+	if ba.Username == "" {
+		return errors.New("username: must not be empty")
+	}
+	return nil
 }

@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
-	"go.opentelemetry.io/collector/confmap/xconfmap"
+	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
@@ -72,7 +72,7 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 	t.Helper()
 	cfg := createDefaultConfig().(*Config)
 	mutate(cfg)
-	require.NoError(t, xconfmap.Validate(cfg))
+	require.NoError(t, confmap.Validate(cfg))
 	tel := componenttest.NewTelemetry()
 	t.Cleanup(func() { require.NoError(t, tel.Shutdown(context.Background())) })
 	sink := new(consumertest.LogsSink)
@@ -516,40 +516,6 @@ func TestLoopEvaluatesOnTicks(t *testing.T) {
 	h.clock.ticks <- t0.Add(15 * time.Second)
 	require.Len(t, h.sink.AllLogs(), 1)
 	assert.Equal(t, 1, h.sink.LogRecordCount())
-}
-
-func TestBadRulesFailNamingFileGroupRule(t *testing.T) {
-	dir := t.TempDir()
-	bad := filepath.Join(dir, "im.yaml")
-	require.NoError(t, os.WriteFile(bad, []byte(`groups:
-  - name: im-delivery
-    rules:
-      - alert: Fine
-        expr: up == 0
-      - alert: HighLoss
-        expr: rate(lost_total[5m) > 0
-`), 0o600))
-	cfg := createDefaultConfig().(*Config)
-	cfg.RuleFiles = []string{filepath.Join(dir, "*.yaml")}
-	err := cfg.Validate()
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), bad)
-	assert.Contains(t, err.Error(), `group "im-delivery", rule 2, "HighLoss"`)
-
-	cfg.RuleFiles = []string{filepath.Join(dir, "missing-*.yaml")}
-	require.ErrorContains(t, cfg.Validate(), "matches no file")
-
-	cfg.RuleFiles = nil
-	cfg.Groups = []map[string]any{{"name": "g", "rules": []any{map[string]any{"alert": "X", "expr": "up ==", "for": "1m"}}}}
-	err = cfg.Validate()
-	require.ErrorContains(t, err, `groups: `)
-	require.ErrorContains(t, err, `group "g", rule 1, "X"`)
-
-	cfg.Groups = []map[string]any{{"name": "g", "rules": []any{map[string]any{"alert": "X", "expr": "up", "bogus": 1}}}}
-	require.ErrorContains(t, cfg.Validate(), "bogus")
-
-	cfg.Groups = nil
-	require.ErrorContains(t, cfg.Validate(), "no rule defined")
 }
 
 func TestDerivedRetention(t *testing.T) {

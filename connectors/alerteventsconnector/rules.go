@@ -24,7 +24,10 @@ var promqlParser = parser.NewParser(parser.Options{})
 
 // loadedGroup is one validated rule group and where it came from.
 type loadedGroup struct {
-	file  string
+	// file is the rule file, or inlineRulesSource.
+	file string
+	// key is the YAML path of the config entry that brought the group, for errors.
+	key   string
 	group rulefmt.RuleGroup
 }
 
@@ -42,11 +45,11 @@ func loadRuleGroups(cfg *Config, logger *slog.Logger) ([]loadedGroup, error) {
 	for i, pattern := range cfg.RuleFiles {
 		files, err := filepath.Glob(pattern)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("rule_files[%d]: %q: %w", i, pattern, err))
+			errs = append(errs, fmt.Errorf("rule_files::%d: %q: %w", i, pattern, err))
 			continue
 		}
 		if len(files) == 0 {
-			errs = append(errs, fmt.Errorf("rule_files[%d]: %q matches no file", i, pattern))
+			errs = append(errs, fmt.Errorf("rule_files::%d: %q matches no file", i, pattern))
 			continue
 		}
 		slices.Sort(files)
@@ -56,12 +59,14 @@ func loadRuleGroups(cfg *Config, logger *slog.Logger) ([]loadedGroup, error) {
 			}
 			seen[f] = struct{}{}
 			rgs, ferrs := rulefmt.ParseFile(f, false, model.UTF8Validation, promqlParser, logger)
+			for _, e := range ferrs {
+				errs = append(errs, fmt.Errorf("rule_files::%d: %w", i, e))
+			}
 			if len(ferrs) > 0 {
-				errs = append(errs, fmt.Errorf("rule_files[%d]: %w", i, errors.Join(ferrs...)))
 				continue
 			}
 			for _, g := range rgs.Groups {
-				out = append(out, loadedGroup{file: f, group: g})
+				out = append(out, loadedGroup{file: f, key: fmt.Sprintf("rule_files::%d: %s: group %q", i, f, g.Name), group: g})
 			}
 		}
 	}
@@ -78,8 +83,9 @@ func loadRuleGroups(cfg *Config, logger *slog.Logger) ([]loadedGroup, error) {
 					errs = append(errs, fmt.Errorf("groups: %w", e))
 				}
 			} else {
-				for _, g := range rgs.Groups {
-					out = append(out, loadedGroup{file: inlineRulesSource, group: g})
+				// rulefmt keeps the groups in the order of the list.
+				for j, g := range rgs.Groups {
+					out = append(out, loadedGroup{file: inlineRulesSource, key: fmt.Sprintf("groups::%d", j), group: g})
 				}
 			}
 		}
@@ -92,12 +98,12 @@ func loadRuleGroups(cfg *Config, logger *slog.Logger) ([]loadedGroup, error) {
 		n += len(g.group.Rules)
 	}
 	if n == 0 {
-		return nil, errors.New("rule_files, groups: no rule defined; configure at least one alerting rule")
+		return nil, errors.New("no rule defined: configure at least one alerting rule in rule_files or groups")
 	}
 	for _, g := range out {
 		if g.group.Interval != 0 && time.Duration(g.group.Interval) < cfg.EvaluationInterval {
-			errs = append(errs, fmt.Errorf("%s: group %q: interval %s is shorter than evaluation_interval %s",
-				g.file, g.group.Name, g.group.Interval, cfg.EvaluationInterval))
+			errs = append(errs, fmt.Errorf("%s: interval %s is shorter than evaluation_interval (%s)",
+				g.key, g.group.Interval, cfg.EvaluationInterval))
 		}
 	}
 	return out, errors.Join(errs...)

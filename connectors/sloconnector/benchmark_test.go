@@ -14,6 +14,8 @@ import (
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/imcol/imcol/connectors/sloconnector/sloconfig"
 )
 
 // benchSpans is a batch of 1000 spans from 20 services: 4 in 5 server spans, 1 in 50 failed,
@@ -51,10 +53,10 @@ func benchSpans() ptrace.Traces {
 func benchSLOConfig() *Config {
 	avail := ratioSLO("api", 0.9995, "kind == SPAN_KIND_SERVER", "status.code == STATUS_CODE_ERROR")
 	avail.Dimensions = []string{"service.name"}
-	lat := SLOConfig{Name: "lat", Objective: 0.99, Dimensions: []string{"service.name"}, SLI: SLIConfig{Latency: &LatencySLIConfig{
-		Total: "kind == SPAN_KIND_SERVER", Threshold: Duration(200 * time.Millisecond),
+	lat := sloconfig.SLOConfig{Name: "lat", Objective: 0.99, Dimensions: []string{"service.name"}, SLI: sloconfig.SLIConfig{Latency: &sloconfig.LatencySLIConfig{
+		Total: "kind == SPAN_KIND_SERVER", Threshold: sloconfig.Duration(200 * time.Millisecond),
 	}}}
-	return &Config{FlushInterval: time.Minute, SLOs: []SLOConfig{avail, lat}}
+	return &Config{FlushInterval: time.Minute, SLOs: []sloconfig.SLOConfig{avail, lat}}
 }
 
 func startTraces(b *testing.B, f connector.Factory, cfg component.Config) connector.Traces {

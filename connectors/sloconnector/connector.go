@@ -26,9 +26,11 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 
+	"github.com/imcol/imcol/components/signal"
 	"github.com/imcol/imcol/connectors/sloconnector/internal/metadata"
 	"github.com/imcol/imcol/connectors/sloconnector/internal/state"
 	"github.com/imcol/imcol/connectors/sloconnector/internal/window"
+	"github.com/imcol/imcol/connectors/sloconnector/sloconfig"
 )
 
 // Names of the emitted metrics and attributes. Through the prometheus exporter they become
@@ -57,7 +59,7 @@ type sloConnector struct {
 	logger    *zap.Logger
 	id        component.ID
 	cfg       *Config
-	signal    Signal
+	signal    signal.Signal
 	clock     clockwork.Clock
 	next      consumer.Metrics
 	telemetry *metadata.TelemetryBuilder
@@ -79,7 +81,7 @@ type sloConnector struct {
 }
 
 type slo struct {
-	cfg          *SLOConfig
+	cfg          *sloconfig.SLOConfig
 	errorBudget  float64 // 1 - objective
 	window       time.Duration
 	windows      []time.Duration
@@ -111,7 +113,7 @@ type series struct {
 	hist     *window.Series
 }
 
-func newConnector(set connector.Settings, cfg *Config, signal Signal, clock clockwork.Clock, next consumer.Metrics) (*sloConnector, error) {
+func newConnector(set connector.Settings, cfg *Config, sig signal.Signal, clock clockwork.Clock, next consumer.Metrics) (*sloConnector, error) {
 	tb, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
 	if err != nil {
 		return nil, err
@@ -126,7 +128,7 @@ func newConnector(set connector.Settings, cfg *Config, signal Signal, clock cloc
 		logger:                set.Logger,
 		id:                    set.ID,
 		cfg:                   cfg,
-		signal:                signal,
+		signal:                sig,
 		clock:                 clock,
 		next:                  next,
 		telemetry:             tb,
@@ -138,13 +140,13 @@ func newConnector(set connector.Settings, cfg *Config, signal Signal, clock cloc
 	now := clock.Now()
 	for i := range cfg.SLOs {
 		sc := &cfg.SLOs[i]
-		if sc.signal() != signal {
+		if sc.EffectiveSignal() != sig {
 			continue
 		}
 		s, err := newSLO(sc, set.TelemetrySettings, now)
 		if err != nil {
 			tb.Shutdown()
-			return nil, fmt.Errorf("slos[%d] %q: %w", i, sc.Name, err)
+			return nil, fmt.Errorf("slos::%d: %w", i, err)
 		}
 		c.slos = append(c.slos, s)
 		if len(sc.Dimensions) == 0 {
@@ -154,14 +156,14 @@ func newConnector(set connector.Settings, cfg *Config, signal Signal, clock cloc
 	return c, nil
 }
 
-func newSLO(sc *SLOConfig, set component.TelemetrySettings, now time.Time) (*slo, error) {
+func newSLO(sc *sloconfig.SLOConfig, set component.TelemetrySettings, now time.Time) (*slo, error) {
 	s := &slo{
 		cfg:         sc,
 		errorBudget: 1 - sc.Objective,
 		window:      sc.EffectiveWindow(),
 		windows:     sc.Windows(),
 		minEvents:   uint64(sc.EffectiveMinEvents()),
-		maxSeries:   sc.maxSeries(),
+		maxSeries:   sc.EffectiveMaxSeries(),
 		retracts:    sc.SLI.Ratio != nil && sc.SLI.Ratio.Retracted != "",
 		series:      make(map[string]*series),
 	}
@@ -172,10 +174,10 @@ func newSLO(sc *SLOConfig, set component.TelemetrySettings, now time.Time) (*slo
 	if s.layout, err = window.NewLayout(append(slices.Clone(s.windows), s.window)); err != nil {
 		return nil, err
 	}
-	if sc.signal() == SignalLogs {
-		s.logSLI, err = newSLI(&sc.SLI, set, ottllogParser, logLatency)
+	if sc.EffectiveSignal() == signal.Logs {
+		s.logSLI, err = newSLI(&sc.SLI, set, sloconfig.NewLogParser, logLatency)
 	} else {
-		s.spanSLI, err = newSLI(&sc.SLI, set, ottlspanParser, spanLatency)
+		s.spanSLI, err = newSLI(&sc.SLI, set, sloconfig.NewSpanParser, spanLatency)
 	}
 	if err != nil {
 		return nil, err
@@ -230,7 +232,7 @@ func (c *sloConnector) Start(ctx context.Context, host component.Host) error {
 	return nil
 }
 
-func storageClient(ctx context.Context, host component.Host, id, owner component.ID, signal Signal) (storage.Client, error) {
+func storageClient(ctx context.Context, host component.Host, id, owner component.ID, sig signal.Signal) (storage.Client, error) {
 	ext, ok := host.GetExtensions()[id]
 	if !ok {
 		return nil, fmt.Errorf("storage: extension %q not found", id)
@@ -239,7 +241,7 @@ func storageClient(ctx context.Context, host component.Host, id, owner component
 	if !ok {
 		return nil, fmt.Errorf("storage: extension %q is not a storage extension", id)
 	}
-	client, err := se.GetClient(ctx, component.KindConnector, owner, string(signal))
+	client, err := se.GetClient(ctx, component.KindConnector, owner, string(sig))
 	if err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/confmap/confmaptest"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/otel/attribute"
@@ -23,7 +24,9 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 
 	"github.com/imcol/imcol/components/imsemconv"
+	"github.com/imcol/imcol/components/signal"
 	"github.com/imcol/imcol/connectors/sloconnector/internal/metadatatest"
+	"github.com/imcol/imcol/connectors/sloconnector/sloconfig"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
@@ -37,7 +40,7 @@ func seedConfig(t *testing.T) *Config {
 	require.NoError(t, err)
 	cfg := createDefaultConfig().(*Config)
 	require.NoError(t, sub.Unmarshal(cfg))
-	require.NoError(t, cfg.Validate())
+	require.NoError(t, confmap.Validate(cfg))
 	return cfg
 }
 
@@ -78,11 +81,11 @@ func TestSeedGolden(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name    string
-		signal  Signal
+		signal  signal.Signal
 		consume func(h *harness) error
 	}{
-		{"traces", SignalTraces, func(h *harness) error { return h.conn.ConsumeTraces(context.Background(), seedTraces()) }},
-		{"logs", SignalLogs, func(h *harness) error { return h.conn.ConsumeLogs(context.Background(), outcomeLogs(seedLogs()...)) }},
+		{"traces", signal.Traces, func(h *harness) error { return h.conn.ConsumeTraces(context.Background(), seedTraces()) }},
+		{"logs", signal.Logs, func(h *harness) error { return h.conn.ConsumeLogs(context.Background(), outcomeLogs(seedLogs()...)) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -107,7 +110,7 @@ func TestSeedGolden(t *testing.T) {
 // The golden files are checked against hand-computed values here, so they cannot drift.
 func TestSeedHandComputed(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, seedConfig(t), SignalTraces, nopSettings())
+	h := newHarness(t, seedConfig(t), signal.Traces, nopSettings())
 	h.at(30 * time.Second)
 	require.NoError(t, h.conn.ConsumeTraces(context.Background(), seedTraces()))
 	first := h.flushAt(45 * time.Second)
@@ -134,7 +137,7 @@ func TestSeedHandComputed(t *testing.T) {
 	assert.Len(t, second, 2*(4+7*2))
 
 	// The logs instance evaluates only the logs SLOs.
-	hl := newHarness(t, seedConfig(t), SignalLogs, nopSettings())
+	hl := newHarness(t, seedConfig(t), signal.Logs, nopSettings())
 	require.NoError(t, hl.conn.ConsumeLogs(context.Background(), outcomeLogs(seedLogs()...)))
 	hl.flushAt(time.Second)
 	logs := hl.flushAt(2 * time.Second)
@@ -160,7 +163,7 @@ func TestBurnRatesAcrossRollOver(t *testing.T) {
 	t.Parallel()
 	slo := oneDayWindows(ratioSLO("api", 0.99, "", "status.code == STATUS_CODE_ERROR"))
 	slo.MinEvents = 20
-	h := newHarness(t, &Config{FlushInterval: time.Minute, SLOs: []SLOConfig{slo}}, SignalTraces, nopSettings())
+	h := newHarness(t, &Config{FlushInterval: time.Minute, SLOs: []sloconfig.SLOConfig{slo}}, signal.Traces, nopSettings())
 	ok := spanSpec{kind: ptrace.SpanKindServer}
 	bad := spanSpec{kind: ptrace.SpanKindServer, err: true}
 	ctx := context.Background()
@@ -212,7 +215,7 @@ func TestBurnRatesAcrossRollOver(t *testing.T) {
 
 func TestZeroTraffic(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, seedConfig(t), SignalLogs, nopSettings())
+	h := newHarness(t, seedConfig(t), signal.Logs, nopSettings())
 	m := h.flushAt(15 * time.Second)
 	assert.Equal(t, 0.0, m["imcol.slo.retracted_events{slo_name=im-message-delivery}"])
 	for _, slo := range []string{"im-message-delivery", "im-delivery-latency"} {
@@ -227,7 +230,7 @@ func TestZeroTraffic(t *testing.T) {
 	}
 	assert.Len(t, m, 2*(4+7*2)+1)
 	// The traces SLO has a dimension, so without traffic it has no series at all.
-	ht := newHarness(t, seedConfig(t), SignalTraces, nopSettings())
+	ht := newHarness(t, seedConfig(t), signal.Traces, nopSettings())
 	assert.Empty(t, ht.flushAt(15*time.Second))
 }
 
@@ -235,7 +238,7 @@ func TestLowTrafficGate(t *testing.T) {
 	t.Parallel()
 	slo := oneDayWindows(ratioSLO("api", 0.9, "", "status.code == STATUS_CODE_ERROR"))
 	slo.MinEvents = 3
-	h := newHarness(t, &Config{FlushInterval: time.Minute, SLOs: []SLOConfig{slo}}, SignalTraces, nopSettings())
+	h := newHarness(t, &Config{FlushInterval: time.Minute, SLOs: []sloconfig.SLOConfig{slo}}, signal.Traces, nopSettings())
 	require.NoError(t, h.conn.ConsumeTraces(context.Background(), traces(spanSpec{err: true}, spanSpec{})))
 	m := h.flushAt(time.Second)
 	// 2 events < 3: the burn rate is still reported, and flagged.
@@ -254,7 +257,7 @@ func TestCardinalityOverflow(t *testing.T) {
 	slo := oneDayWindows(ratioSLO("api", 0.99, "", "status.code == STATUS_CODE_ERROR"))
 	slo.Dimensions = []string{"service.name"}
 	slo.MaxSeries = 2
-	h := newHarness(t, &Config{FlushInterval: time.Minute, SLOs: []SLOConfig{slo}}, SignalTraces, metadatatest.NewSettings(tt))
+	h := newHarness(t, &Config{FlushInterval: time.Minute, SLOs: []sloconfig.SLOConfig{slo}}, signal.Traces, metadatatest.NewSettings(tt))
 	var specs []spanSpec
 	for _, svc := range []string{"a", "b", "c", "d", "e"} {
 		specs = append(specs, spanSpec{service: svc}, spanSpec{service: svc, err: true})
@@ -284,14 +287,14 @@ func TestSkippedEvents(t *testing.T) {
 	t.Parallel()
 	tt := componenttest.NewTelemetry()
 	t.Cleanup(func() { require.NoError(t, tt.Shutdown(context.Background())) })
-	lat := SLOConfig{Name: "lat", Signal: SignalLogs, Objective: 0.99, SLI: SLIConfig{Latency: &LatencySLIConfig{
-		Attribute: imsemconv.AttrDeliveryLatency, Threshold: Duration(200 * time.Millisecond),
+	lat := sloconfig.SLOConfig{Name: "lat", Signal: signal.Logs, Objective: 0.99, SLI: sloconfig.SLIConfig{Latency: &sloconfig.LatencySLIConfig{
+		Attribute: imsemconv.AttrDeliveryLatency, Threshold: sloconfig.Duration(200 * time.Millisecond),
 	}}}
 	// Len() fails on an int attribute: an evaluation error, not a crash and not a count.
-	cond := SLOConfig{Name: "cond", Signal: SignalLogs, Objective: 0.99, SLI: SLIConfig{Ratio: &RatioSLIConfig{
+	cond := sloconfig.SLOConfig{Name: "cond", Signal: signal.Logs, Objective: 0.99, SLI: sloconfig.SLIConfig{Ratio: &sloconfig.RatioSLIConfig{
 		Bad: `Len(attributes["im.delivery.latency_ms"]) > 3`,
 	}}}
-	h := newHarness(t, &Config{FlushInterval: time.Minute, SLOs: []SLOConfig{lat, cond}}, SignalLogs, metadatatest.NewSettings(tt))
+	h := newHarness(t, &Config{FlushInterval: time.Minute, SLOs: []sloconfig.SLOConfig{lat, cond}}, signal.Logs, metadatatest.NewSettings(tt))
 	require.NoError(t, h.conn.ConsumeLogs(context.Background(), outcomeLogs(
 		outcomeLog{outcome: imsemconv.OutcomeDelivered, latencyMS: int64(100)},
 		outcomeLog{outcome: imsemconv.OutcomeDelivered, latencyMS: "100"},
@@ -317,10 +320,10 @@ func TestSkippedEvents(t *testing.T) {
 
 func TestSpanLatencySLI(t *testing.T) {
 	t.Parallel()
-	slo := oneDayWindows(SLOConfig{Name: "lat", Objective: 0.9, SLI: SLIConfig{Latency: &LatencySLIConfig{
-		Total: "kind == SPAN_KIND_SERVER", Threshold: Duration(100 * time.Millisecond),
+	slo := oneDayWindows(sloconfig.SLOConfig{Name: "lat", Objective: 0.9, SLI: sloconfig.SLIConfig{Latency: &sloconfig.LatencySLIConfig{
+		Total: "kind == SPAN_KIND_SERVER", Threshold: sloconfig.Duration(100 * time.Millisecond),
 	}}})
-	h := newHarness(t, &Config{FlushInterval: time.Minute, SLOs: []SLOConfig{slo}}, SignalTraces, nopSettings())
+	h := newHarness(t, &Config{FlushInterval: time.Minute, SLOs: []sloconfig.SLOConfig{slo}}, signal.Traces, nopSettings())
 	require.NoError(t, h.conn.ConsumeTraces(context.Background(), traces(
 		spanSpec{kind: ptrace.SpanKindServer, duration: 100 * time.Millisecond},
 		spanSpec{kind: ptrace.SpanKindServer, duration: 100*time.Millisecond + 1},
@@ -335,7 +338,7 @@ func TestSpanLatencySLI(t *testing.T) {
 
 func TestFlushOnTickAndShutdown(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, seedConfig(t), SignalLogs, nopSettings())
+	h := newHarness(t, seedConfig(t), signal.Logs, nopSettings())
 	require.NoError(t, h.conn.Start(context.Background(), nopHost()))
 	require.NoError(t, h.clock.BlockUntilContext(context.Background(), 1))
 	require.NoError(t, h.conn.ConsumeLogs(context.Background(), outcomeLogs(seedLogs()...)))
@@ -351,15 +354,15 @@ func TestFlushOnTickAndShutdown(t *testing.T) {
 
 func TestShutdownWithoutStart(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, seedConfig(t), SignalTraces, nopSettings())
+	h := newHarness(t, seedConfig(t), signal.Traces, nopSettings())
 	require.NoError(t, h.conn.Shutdown(context.Background()))
 	assert.Empty(t, h.sink.AllMetrics())
 }
 
 func TestNoSLOsForSignal(t *testing.T) {
 	t.Parallel()
-	cfg := &Config{FlushInterval: time.Second, SLOs: []SLOConfig{ratioSLO("api", 0.99, "", "false")}}
-	h := newHarness(t, cfg, SignalLogs, nopSettings())
+	cfg := &Config{FlushInterval: time.Second, SLOs: []sloconfig.SLOConfig{ratioSLO("api", 0.99, "", "false")}}
+	h := newHarness(t, cfg, signal.Logs, nopSettings())
 	h.start(nopHost())
 	require.NoError(t, h.conn.ConsumeLogs(context.Background(), outcomeLogs(seedLogs()...)))
 	assert.Empty(t, h.sink.AllMetrics())
@@ -370,7 +373,7 @@ func TestStorageExtensionErrors(t *testing.T) {
 	cfg := seedConfig(t)
 	id := component.MustNewID("file_storage")
 	cfg.Storage = &id
-	h := newHarness(t, cfg, SignalLogs, nopSettings())
+	h := newHarness(t, cfg, signal.Logs, nopSettings())
 	assert.EqualError(t, h.conn.Start(context.Background(), nopHost()), `storage: extension "file_storage" not found`)
 	notStorage := struct {
 		component.StartFunc
@@ -385,14 +388,14 @@ func TestStorageExtensionErrors(t *testing.T) {
 func TestOutcomeSpans(t *testing.T) {
 	t.Parallel()
 	isOutcome := `name == "im.message.outcome"`
-	delivery := oneDayWindows(SLOConfig{Name: "delivery", Objective: 0.9999, SLI: SLIConfig{Ratio: &RatioSLIConfig{
+	delivery := oneDayWindows(sloconfig.SLOConfig{Name: "delivery", Objective: 0.9999, SLI: sloconfig.SLIConfig{Ratio: &sloconfig.RatioSLIConfig{
 		Total: isOutcome + ` and (attributes["im.outcome"] == "delivered" or attributes["im.outcome"] == "lost")`,
 		Good:  `attributes["im.outcome"] == "delivered"`,
 	}}})
-	latency := oneDayWindows(SLOConfig{Name: "latency", Objective: 0.99, SLI: SLIConfig{Latency: &LatencySLIConfig{
-		Total: isOutcome + ` and attributes["im.outcome"] == "delivered"`, Threshold: Duration(200 * time.Millisecond),
+	latency := oneDayWindows(sloconfig.SLOConfig{Name: "latency", Objective: 0.99, SLI: sloconfig.SLIConfig{Latency: &sloconfig.LatencySLIConfig{
+		Total: isOutcome + ` and attributes["im.outcome"] == "delivered"`, Threshold: sloconfig.Duration(200 * time.Millisecond),
 	}}})
-	h := newHarness(t, &Config{FlushInterval: time.Minute, SLOs: []SLOConfig{delivery, latency}}, SignalTraces, nopSettings())
+	h := newHarness(t, &Config{FlushInterval: time.Minute, SLOs: []sloconfig.SLOConfig{delivery, latency}}, signal.Traces, nopSettings())
 	outcome := func(o imsemconv.Outcome, d time.Duration) spanSpec {
 		return spanSpec{name: imsemconv.OutcomeEventName, kind: ptrace.SpanKindInternal, duration: d,
 			err: o == imsemconv.OutcomeLost, attrs: map[string]any{imsemconv.AttrOutcome: string(o)}}
@@ -417,7 +420,7 @@ func TestDimensions(t *testing.T) {
 	t.Parallel()
 	slo := oneDayWindows(ratioSLO("api", 0.99, "", "status.code == STATUS_CODE_ERROR"))
 	slo.Dimensions = []string{"service.name", "tenant"}
-	h := newHarness(t, &Config{FlushInterval: time.Minute, SLOs: []SLOConfig{slo}}, SignalTraces, nopSettings())
+	h := newHarness(t, &Config{FlushInterval: time.Minute, SLOs: []sloconfig.SLOConfig{slo}}, signal.Traces, nopSettings())
 	long := strings.Repeat("x", 255) + "é" // the 2-byte rune straddles the 256-byte cut
 	require.NoError(t, h.conn.ConsumeTraces(context.Background(), traces(
 		spanSpec{service: "gw"}, // no tenant: left out
@@ -436,15 +439,15 @@ func TestDimensions(t *testing.T) {
 
 // deliverySLO is the seed delivery SLO over a 1-day window, with or without its retracted
 // condition.
-func deliverySLO(retracted bool) SLOConfig {
-	r := &RatioSLIConfig{
+func deliverySLO(retracted bool) sloconfig.SLOConfig {
+	r := &sloconfig.RatioSLIConfig{
 		Total: `event_name == "im.message.outcome" and (attributes["im.outcome"] == "delivered" or attributes["im.outcome"] == "lost")`,
 		Good:  `attributes["im.outcome"] == "delivered"`,
 	}
 	if retracted {
 		r.Retracted = `attributes["im.outcome"] == "late" and attributes["im.loss.retracted"] == true`
 	}
-	return oneDayWindows(SLOConfig{Name: "delivery", Signal: SignalLogs, Objective: 0.99, SLI: SLIConfig{Ratio: r}})
+	return oneDayWindows(sloconfig.SLOConfig{Name: "delivery", Signal: signal.Logs, Objective: 0.99, SLI: sloconfig.SLIConfig{Ratio: r}})
 }
 
 func delivered(n int) []outcomeLog {
@@ -459,7 +462,7 @@ var (
 
 func TestRetractionInTheSameWindow(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, &Config{FlushInterval: time.Minute, SLOs: []SLOConfig{deliverySLO(true)}}, SignalLogs, nopSettings())
+	h := newHarness(t, &Config{FlushInterval: time.Minute, SLOs: []sloconfig.SLOConfig{deliverySLO(true)}}, signal.Logs, nopSettings())
 	ctx := context.Background()
 	h.at(30 * time.Second)
 	require.NoError(t, h.conn.ConsumeLogs(ctx, outcomeLogs(append(delivered(9), lostRecord)...)))
@@ -487,7 +490,7 @@ func TestRetractionInALaterWindowIsClamped(t *testing.T) {
 	t.Parallel()
 	slo := deliverySLO(true)
 	slo.MinEvents = 1
-	h := newHarness(t, &Config{FlushInterval: time.Minute, SLOs: []SLOConfig{slo}}, SignalLogs, nopSettings())
+	h := newHarness(t, &Config{FlushInterval: time.Minute, SLOs: []sloconfig.SLOConfig{slo}}, signal.Logs, nopSettings())
 	ctx := context.Background()
 	s := "slo_name=delivery"
 
@@ -535,7 +538,7 @@ func TestRetractionInALaterWindowIsClamped(t *testing.T) {
 
 func TestRetractionWithoutTheConditionIsIgnored(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, &Config{FlushInterval: time.Minute, SLOs: []SLOConfig{deliverySLO(false)}}, SignalLogs, nopSettings())
+	h := newHarness(t, &Config{FlushInterval: time.Minute, SLOs: []sloconfig.SLOConfig{deliverySLO(false)}}, signal.Logs, nopSettings())
 	require.NoError(t, h.conn.ConsumeLogs(context.Background(), outcomeLogs(append(delivered(9), lostRecord, retractionLog)...)))
 	h.flushAt(time.Second)
 	m := h.flushAt(2 * time.Second)
@@ -552,13 +555,13 @@ func TestRetractionWithoutTheConditionIsIgnored(t *testing.T) {
 func TestRetractionOfOutcomeSpans(t *testing.T) {
 	t.Parallel()
 	isOutcome := `name == "im.message.outcome"`
-	delivery := oneDayWindows(SLOConfig{Name: "delivery", Objective: 0.9999, Dimensions: []string{"service.name"},
-		SLI: SLIConfig{Ratio: &RatioSLIConfig{
+	delivery := oneDayWindows(sloconfig.SLOConfig{Name: "delivery", Objective: 0.9999, Dimensions: []string{"service.name"},
+		SLI: sloconfig.SLIConfig{Ratio: &sloconfig.RatioSLIConfig{
 			Total:     isOutcome + ` and (attributes["im.outcome"] == "delivered" or attributes["im.outcome"] == "lost")`,
 			Good:      `attributes["im.outcome"] == "delivered"`,
 			Retracted: `attributes["im.outcome"] == "late" and attributes["im.loss.retracted"] == true`,
 		}}})
-	h := newHarness(t, &Config{FlushInterval: time.Minute, SLOs: []SLOConfig{delivery}}, SignalTraces, nopSettings())
+	h := newHarness(t, &Config{FlushInterval: time.Minute, SLOs: []sloconfig.SLOConfig{delivery}}, signal.Traces, nopSettings())
 	outcome := func(o imsemconv.Outcome, retracted bool) spanSpec {
 		attrs := map[string]any{imsemconv.AttrOutcome: string(o)}
 		if retracted {

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/connector"
 	"go.opentelemetry.io/collector/connector/connectortest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
@@ -21,7 +22,9 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/imcol/imcol/components/imsemconv"
+	"github.com/imcol/imcol/components/signal"
 	"github.com/imcol/imcol/connectors/sloconnector/internal/metadata"
+	"github.com/imcol/imcol/connectors/sloconnector/sloconfig"
 )
 
 // t0 is on an hour boundary, so hand-computed bucket edges are easy to follow.
@@ -34,17 +37,17 @@ type harness struct {
 	conn  *sloConnector
 }
 
-func newHarness(t *testing.T, cfg *Config, signal Signal, set connector.Settings) *harness {
+func newHarness(t *testing.T, cfg *Config, sig signal.Signal, set connector.Settings) *harness {
 	t.Helper()
-	require.NoError(t, cfg.Validate())
+	require.NoError(t, confmap.Validate(cfg))
 	h := &harness{t: t, clock: clockwork.NewFakeClockAt(t0), sink: &consumertest.MetricsSink{}}
-	ctx := clockwork.AddToContext(context.Background(), h.clock)
+	factory := newFactoryWithClock(h.clock)
 	var err error
 	var c component.Component
-	if signal == SignalLogs {
-		c, err = NewFactory().CreateLogsToMetrics(ctx, set, cfg, h.sink)
+	if sig == signal.Logs {
+		c, err = factory.CreateLogsToMetrics(context.Background(), set, cfg, h.sink)
 	} else {
-		c, err = NewFactory().CreateTracesToMetrics(ctx, set, cfg, h.sink)
+		c, err = factory.CreateTracesToMetrics(context.Background(), set, cfg, h.sink)
 	}
 	require.NoError(t, err)
 	h.conn = c.(*sloConnector)
@@ -112,14 +115,14 @@ func seriesName(name string, attrs pcommon.Map) string {
 	return fmt.Sprintf("%s{%s}", name, strings.Join(kv, ","))
 }
 
-func ratioSLO(name string, objective float64, total, bad string) SLOConfig {
-	return SLOConfig{Name: name, Objective: objective, SLI: SLIConfig{Ratio: &RatioSLIConfig{Total: total, Bad: bad}}}
+func ratioSLO(name string, objective float64, total, bad string) sloconfig.SLOConfig {
+	return sloconfig.SLOConfig{Name: name, Objective: objective, SLI: sloconfig.SLIConfig{Ratio: &sloconfig.RatioSLIConfig{Total: total, Bad: bad}}}
 }
 
 // oneDayWindows keeps the default page windows of a 1-day SLO: 5m, 30m, 1h and 6h.
-func oneDayWindows(s SLOConfig) SLOConfig {
-	s.Window = Duration(24 * time.Hour)
-	s.Alerting.Windows = map[string]BurnRateWindowConfig{"ticket_fast": {Disabled: true}, "ticket_slow": {Disabled: true}}
+func oneDayWindows(s sloconfig.SLOConfig) sloconfig.SLOConfig {
+	s.Window = sloconfig.Duration(24 * time.Hour)
+	s.Alerting.Windows = map[string]sloconfig.BurnRateWindowConfig{"ticket_fast": {Disabled: true}, "ticket_slow": {Disabled: true}}
 	return s
 }
 

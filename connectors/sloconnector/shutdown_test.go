@@ -10,10 +10,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.uber.org/goleak"
+
+	"github.com/imcol/imcol/connectors/sloconnector/sloconfig"
 )
 
 // memClient is an in-memory storage client that records its use.
@@ -111,10 +114,10 @@ func TestShutdownPastDeadlineStopsEverything(t *testing.T) {
 			client := &memClient{data: map[string][]byte{}}
 			id := component.MustNewID("mem_storage")
 			host := extHost{Host: nopHost(), ext: map[component.ID]component.Component{id: memStorage{client: client}}}
-			cfg := &Config{FlushInterval: time.Minute, Storage: &id, SLOs: []SLOConfig{deliverySLO(true)}}
-			require.NoError(t, cfg.Validate())
+			cfg := &Config{FlushInterval: time.Minute, Storage: &id, SLOs: []sloconfig.SLOConfig{deliverySLO(true)}}
+			require.NoError(t, confmap.Validate(cfg))
 			clock := clockwork.NewFakeClockAt(t0)
-			c, err := NewFactory().CreateLogsToMetrics(clockwork.AddToContext(context.Background(), clock), nopSettings(), cfg, next)
+			c, err := newFactoryWithClock(clock).CreateLogsToMetrics(context.Background(), nopSettings(), cfg, next)
 			require.NoError(t, err)
 			require.NoError(t, c.Start(context.Background(), host))
 			require.NoError(t, c.ConsumeLogs(context.Background(), outcomeLogs(append(delivered(9), lostRecord, retractionLog)...)))

@@ -8,10 +8,10 @@ import (
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/ottl"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/ottl/contexts/ottllog"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/ottl/contexts/ottlspan"
-	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/ottl/ottlfuncs"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/pdata/pcommon"
-	"go.uber.org/zap"
+
+	"github.com/imcol/imcol/connectors/sloconnector/sloconfig"
 )
 
 // verdict is what an SLI says about one event.
@@ -88,25 +88,6 @@ func (s *sli[K]) evaluate(ctx context.Context, tCtx K) verdict {
 	}
 }
 
-// validationSettings lets Validate compile OTTL without a running collector.
-var validationSettings = component.TelemetrySettings{Logger: zap.NewNop()}
-
-// compileCondition compiles an OTTL condition for the signal's context, only to check it.
-func compileCondition(signal Signal, cond string) (any, error) {
-	if signal == SignalLogs {
-		return parseCondition[*ottllog.TransformContext](ottllogParser, cond, validationSettings)
-	}
-	return parseCondition[*ottlspan.TransformContext](ottlspanParser, cond, validationSettings)
-}
-
-func ottlspanParser(set component.TelemetrySettings) (ottl.Parser[*ottlspan.TransformContext], error) {
-	return ottlspan.NewParser(ottlfuncs.StandardConverters[*ottlspan.TransformContext](), set)
-}
-
-func ottllogParser(set component.TelemetrySettings) (ottl.Parser[*ottllog.TransformContext], error) {
-	return ottllog.NewParser(ottlfuncs.StandardConverters[*ottllog.TransformContext](), set)
-}
-
 func parseCondition[K any](newParser func(component.TelemetrySettings) (ottl.Parser[K], error), cond string, set component.TelemetrySettings) (*ottl.Condition[K], error) {
 	if cond == "" {
 		return nil, nil
@@ -119,7 +100,7 @@ func parseCondition[K any](newParser func(component.TelemetrySettings) (ottl.Par
 }
 
 // newSLI compiles the SLI of an SLO validated for context K.
-func newSLI[K any](cfg *SLIConfig, set component.TelemetrySettings,
+func newSLI[K any](cfg *sloconfig.SLIConfig, set component.TelemetrySettings,
 	newParser func(component.TelemetrySettings) (ottl.Parser[K], error),
 	latency func(attr string, unit time.Duration) func(K) (time.Duration, bool),
 ) (*sli[K], error) {
@@ -145,7 +126,7 @@ func newSLI[K any](cfg *SLIConfig, set component.TelemetrySettings,
 		return nil, err
 	}
 	s.threshold = time.Duration(l.Threshold)
-	s.latency = latency(l.Attribute, latencyUnits[l.unit()])
+	s.latency = latency(l.Attribute, l.UnitDuration())
 	return s, nil
 }
 

@@ -19,7 +19,9 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 
+	"github.com/imcol/imcol/components/signal"
 	"github.com/imcol/imcol/connectors/sloconnector/internal/metadatatest"
+	"github.com/imcol/imcol/connectors/sloconnector/sloconfig"
 )
 
 // noTick is a flush interval these tests never reach: they flush directly with flushAt, and
@@ -46,10 +48,10 @@ func TestRestartWithStorage(t *testing.T) {
 	id, host := startFileStorage(t, t.TempDir())
 	slo := oneDayWindows(ratioSLO("api", 0.99, "", "status.code == STATUS_CODE_ERROR"))
 	slo.Dimensions = []string{"service.name"}
-	cfg := &Config{FlushInterval: noTick, Storage: &id, SLOs: []SLOConfig{slo}}
+	cfg := &Config{FlushInterval: noTick, Storage: &id, SLOs: []sloconfig.SLOConfig{slo}}
 	ctx := context.Background()
 
-	first := newHarness(t, cfg, SignalTraces, nopSettings())
+	first := newHarness(t, cfg, signal.Traces, nopSettings())
 	require.NoError(t, first.conn.Start(ctx, host))
 	first.at(5 * time.Minute)
 	require.NoError(t, first.conn.ConsumeTraces(ctx, traces(append(
@@ -59,7 +61,7 @@ func TestRestartWithStorage(t *testing.T) {
 	require.NoError(t, first.conn.Shutdown(ctx)) // saves the state
 
 	// The collector restarts 20 minutes later: windows, budget and counters carry on.
-	second := newHarness(t, cfg, SignalTraces, nopSettings())
+	second := newHarness(t, cfg, signal.Traces, nopSettings())
 	second.at(26 * time.Minute)
 	require.NoError(t, second.conn.Start(ctx, host))
 	t.Cleanup(func() { require.NoError(t, second.conn.Shutdown(ctx)) })
@@ -86,7 +88,7 @@ func TestRestartDiscardsUnusableState(t *testing.T) {
 	ctx := context.Background()
 
 	// Corrupt bytes under the SLO's key, as a crash during a write or a hostile file could leave.
-	client, err := host.GetExtensions()[id].(storage.Extension).GetClient(ctx, component.KindConnector, nopSettings().ID, string(SignalTraces))
+	client, err := host.GetExtensions()[id].(storage.Extension).GetClient(ctx, component.KindConnector, nopSettings().ID, string(signal.Traces))
 	require.NoError(t, err)
 	require.NoError(t, client.Set(ctx, storageKeyPrefix+"api", []byte("SLO\x01\xff")))
 	// Another SLO saved with different dimensions.
@@ -94,10 +96,10 @@ func TestRestartDiscardsUnusableState(t *testing.T) {
 	require.NoError(t, client.Close(ctx))
 
 	other := oneDayWindows(ratioSLO("other", 0.99, "", "false"))
-	cfg := &Config{FlushInterval: noTick, Storage: &id, SLOs: []SLOConfig{slo, other}}
+	cfg := &Config{FlushInterval: noTick, Storage: &id, SLOs: []sloconfig.SLOConfig{slo, other}}
 	set := metadatatest.NewSettings(tt)
 	set.ID = nopSettings().ID
-	h := newHarness(t, cfg, SignalTraces, set)
+	h := newHarness(t, cfg, signal.Traces, set)
 	h.start(host)
 	m := h.flushAt(time.Minute)
 	assert.Equal(t, 0.0, m["imcol.slo.events{slo_name=api}"])
@@ -116,7 +118,7 @@ func TestRestartWithLowerMaxSeriesMovesSeriesToOverflow(t *testing.T) {
 	slo.Dimensions = []string{"service.name"}
 	ctx := context.Background()
 
-	first := newHarness(t, &Config{FlushInterval: noTick, Storage: &id, SLOs: []SLOConfig{slo}}, SignalTraces, nopSettings())
+	first := newHarness(t, &Config{FlushInterval: noTick, Storage: &id, SLOs: []sloconfig.SLOConfig{slo}}, signal.Traces, nopSettings())
 	require.NoError(t, first.conn.Start(ctx, host))
 	first.at(time.Minute)
 	require.NoError(t, first.conn.ConsumeTraces(ctx, traces(append(append(
@@ -130,7 +132,7 @@ func TestRestartWithLowerMaxSeriesMovesSeriesToOverflow(t *testing.T) {
 	slo.MaxSeries = 1
 	set := metadatatest.NewSettings(tt)
 	set.ID = nopSettings().ID
-	second := newHarness(t, &Config{FlushInterval: noTick, Storage: &id, SLOs: []SLOConfig{slo}}, SignalTraces, set)
+	second := newHarness(t, &Config{FlushInterval: noTick, Storage: &id, SLOs: []sloconfig.SLOConfig{slo}}, signal.Traces, set)
 	second.at(2 * time.Minute)
 	require.NoError(t, second.conn.Start(ctx, host))
 	t.Cleanup(func() { require.NoError(t, second.conn.Shutdown(ctx)) })
@@ -148,10 +150,10 @@ func TestRestartWithLowerMaxSeriesMovesSeriesToOverflow(t *testing.T) {
 func TestRestartKeepsRetractions(t *testing.T) {
 	t.Parallel()
 	id, host := startFileStorage(t, t.TempDir())
-	cfg := &Config{FlushInterval: noTick, Storage: &id, SLOs: []SLOConfig{deliverySLO(true)}}
+	cfg := &Config{FlushInterval: noTick, Storage: &id, SLOs: []sloconfig.SLOConfig{deliverySLO(true)}}
 	ctx := context.Background()
 
-	first := newHarness(t, cfg, SignalLogs, nopSettings())
+	first := newHarness(t, cfg, signal.Logs, nopSettings())
 	require.NoError(t, first.conn.Start(ctx, host))
 	first.at(5 * time.Minute)
 	require.NoError(t, first.conn.ConsumeLogs(ctx, outcomeLogs(append(delivered(8), lostRecord, lostRecord)...)))
@@ -159,7 +161,7 @@ func TestRestartKeepsRetractions(t *testing.T) {
 	require.NoError(t, first.conn.ConsumeLogs(ctx, outcomeLogs(retractionLog)))
 	require.NoError(t, first.conn.Shutdown(ctx)) // saves the state
 
-	second := newHarness(t, cfg, SignalLogs, nopSettings())
+	second := newHarness(t, cfg, signal.Logs, nopSettings())
 	second.at(8 * time.Minute)
 	require.NoError(t, second.conn.Start(ctx, host))
 	t.Cleanup(func() { require.NoError(t, second.conn.Shutdown(ctx)) })
@@ -185,14 +187,14 @@ func TestRestoreVersion1State(t *testing.T) {
 	require.Equal(t, "SLO\x01", string(v1[:4]))
 	id, host := startFileStorage(t, t.TempDir())
 	ctx := context.Background()
-	client, err := host.GetExtensions()[id].(storage.Extension).GetClient(ctx, component.KindConnector, nopSettings().ID, string(SignalTraces))
+	client, err := host.GetExtensions()[id].(storage.Extension).GetClient(ctx, component.KindConnector, nopSettings().ID, string(signal.Traces))
 	require.NoError(t, err)
 	require.NoError(t, client.Set(ctx, storageKeyPrefix+"api", v1))
 	require.NoError(t, client.Close(ctx))
 
 	slo := oneDayWindows(ratioSLO("api", 0.99, "", "status.code == STATUS_CODE_ERROR"))
 	slo.SLI.Ratio.Retracted = `attributes["retracted"] == true`
-	h := newHarness(t, &Config{FlushInterval: noTick, Storage: &id, SLOs: []SLOConfig{slo}}, SignalTraces, nopSettings())
+	h := newHarness(t, &Config{FlushInterval: noTick, Storage: &id, SLOs: []sloconfig.SLOConfig{slo}}, signal.Traces, nopSettings())
 	h.at(26 * time.Minute)
 	h.start(host)
 	m := h.flushAt(27 * time.Minute)

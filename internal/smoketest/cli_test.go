@@ -37,8 +37,9 @@ func TestValidateAcceptsShippedConfigs(t *testing.T) {
 
 func TestValidateNamesTheProblem(t *testing.T) {
 	cases := map[string]struct {
-		config string
-		want   []string
+		config   string
+		want     []string
+		wantOnce []string
 	}{
 		"unknown component": {
 			config: `
@@ -69,6 +70,33 @@ service:
 `,
 			want: []string{`error reading configuration for "batch"`, "invalid keys: send_batch_sizee"},
 		},
+		// Each mistake in our components is reported once, after the YAML path the collector puts in front.
+		"bad values in imcol components": {
+			config: `
+receivers:
+  otlp:
+    protocols: {grpc: {endpoint: "127.0.0.1:0"}}
+processors:
+  im_loss:
+    attributes: {message_id: ""}
+connectors:
+  slo:
+    slos:
+      - name: a
+        objective: 2
+        sli: {ratio: {bad: "false"}}
+exporters:
+  debug:
+service:
+  pipelines:
+    traces: {receivers: [otlp], processors: [im_loss], exporters: [slo]}
+    metrics: {receivers: [slo], exporters: [debug]}
+`,
+			wantOnce: []string{
+				"processors::im_loss::attributes: message_id: must not be empty\n",
+				"connectors::slo::slos::0: objective: must be a ratio strictly between 0 and 1 (0.9995 for 99.95%), got 2\n",
+			},
+		},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -78,6 +106,9 @@ service:
 			require.Error(t, err, "validate must refuse this config:\n%s", out)
 			for _, w := range tc.want {
 				assert.Contains(t, out, w)
+			}
+			for _, w := range tc.wantOnce {
+				assert.Equal(t, 1, strings.Count(out, w), "want %q once in:\n%s", w, out)
 			}
 		})
 	}

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/component"
-	"go.opentelemetry.io/collector/confmap/xconfmap"
+	"go.opentelemetry.io/collector/confmap"
 
 	"github.com/imcol/imcol/components/imsemconv"
 
@@ -169,8 +169,8 @@ type OutcomesConfig struct {
 }
 
 var (
-	_ component.Config   = (*Config)(nil)
-	_ xconfmap.Validator = (*Config)(nil)
+	_ component.Config  = (*Config)(nil)
+	_ confmap.Validator = (*Config)(nil)
 )
 
 func createDefaultConfig() component.Config {
@@ -208,10 +208,18 @@ func createDefaultConfig() component.Config {
 	}
 }
 
-// Validate checks the configuration, naming the offending key.
+// Validate checks the processor's own keys. The collector validates attributes and outcomes
+// itself (they have their own Validate) and puts their YAML path in front of their errors.
 func (cfg *Config) Validate() error {
+	return errors.Join(
+		cfg.validateDurations(),
+		cfg.validateLimits(),
+		cfg.validateStageConditions(),
+	)
+}
+
+func (cfg *Config) validateDurations() error {
 	var errs []error
-	errs = append(errs, cfg.Attributes.Validate())
 	for _, d := range []struct {
 		key string
 		v   time.Duration
@@ -224,7 +232,7 @@ func (cfg *Config) Validate() error {
 		{"max_source_lag", cfg.MaxSourceLag},
 	} {
 		if d.v <= 0 {
-			errs = append(errs, fmt.Errorf("%s must be positive, got %s", d.key, d.v))
+			errs = append(errs, fmt.Errorf("%s: must be positive, got %s", d.key, d.v))
 		}
 	}
 	for _, d := range []struct {
@@ -235,17 +243,26 @@ func (cfg *Config) Validate() error {
 		{"max_clock_skew", cfg.MaxClockSkew},
 	} {
 		if d.v < 0 {
-			errs = append(errs, fmt.Errorf("%s must not be negative, got %s", d.key, d.v))
+			errs = append(errs, fmt.Errorf("%s: must not be negative, got %s", d.key, d.v))
 		}
 	}
+	// The comparisons only make sense between valid durations, already reported above if not.
 	if cfg.OfflineTimeout > 0 && cfg.AckTimeout > 0 && cfg.OfflineTimeout <= cfg.AckTimeout {
-		errs = append(errs, fmt.Errorf("offline_timeout (%s) must be longer than ack_timeout (%s)", cfg.OfflineTimeout, cfg.AckTimeout))
+		errs = append(errs, fmt.Errorf("offline_timeout: must be longer than ack_timeout (%s), got %s", cfg.AckTimeout, cfg.OfflineTimeout))
 	}
 	if cfg.TickInterval > 0 && cfg.AckTimeout > 0 && cfg.TickInterval > cfg.AckTimeout {
-		errs = append(errs, fmt.Errorf("tick_interval (%s) must not exceed ack_timeout (%s)", cfg.TickInterval, cfg.AckTimeout))
+		errs = append(errs, fmt.Errorf("tick_interval: must not exceed ack_timeout (%s), got %s", cfg.AckTimeout, cfg.TickInterval))
 	}
+	if cfg.CheckpointInterval < 0 {
+		errs = append(errs, fmt.Errorf("checkpoint_interval: must not be negative (0 disables checkpoints), got %s", cfg.CheckpointInterval))
+	}
+	return errors.Join(errs...)
+}
+
+func (cfg *Config) validateLimits() error {
+	var errs []error
 	if cfg.MaxGap == 0 {
-		errs = append(errs, errors.New("max_gap must be at least 1"))
+		errs = append(errs, errors.New("max_gap: must be at least 1, got 0"))
 	}
 	for _, l := range []struct {
 		key string
@@ -258,20 +275,24 @@ func (cfg *Config) Validate() error {
 		{"max_sources", cfg.MaxSources},
 	} {
 		if l.v < 1 {
-			errs = append(errs, fmt.Errorf("%s must be at least 1, got %d", l.key, l.v))
+			errs = append(errs, fmt.Errorf("%s: must be at least 1, got %d", l.key, l.v))
 		}
 	}
-	if cfg.MaxMessagesPerConversation > cfg.MaxTrackedMessages && cfg.MaxTrackedMessages >= 1 {
-		errs = append(errs, fmt.Errorf("max_messages_per_conversation (%d) must not exceed max_tracked_messages (%d)", cfg.MaxMessagesPerConversation, cfg.MaxTrackedMessages))
-	}
-	if cfg.CheckpointInterval < 0 {
-		errs = append(errs, fmt.Errorf("checkpoint_interval must not be negative (0 disables checkpoints), got %s", cfg.CheckpointInterval))
+	if cfg.MaxTrackedMessages >= 1 && cfg.MaxMessagesPerConversation > cfg.MaxTrackedMessages {
+		errs = append(errs, fmt.Errorf("max_messages_per_conversation: must not exceed max_tracked_messages (%d), got %d", cfg.MaxTrackedMessages, cfg.MaxMessagesPerConversation))
 	}
 	if cfg.DecidedCacheSize < 0 {
-		errs = append(errs, fmt.Errorf("decided_cache_size must not be negative, got %d", cfg.DecidedCacheSize))
+		errs = append(errs, fmt.Errorf("decided_cache_size: must not be negative, got %d", cfg.DecidedCacheSize))
 	}
-	errs = append(errs, cfg.Outcomes.Validate(), cfg.StageConditions.Validate())
 	return errors.Join(errs...)
+}
+
+// validateStageConditions compiles every condition (the result is discarded) so bad OTTL fails
+// at start-up. It is done here rather than in a Validate of StageConditionsConfig because the
+// compiler names each failing list by its path from this config (stage_conditions::spans::push).
+func (cfg *Config) validateStageConditions() error {
+	_, err := newStageMatchers(&cfg.StageConditions, component.TelemetrySettings{Logger: nopLogger})
+	return err
 }
 
 // Validate checks that every attribute name is set.
@@ -287,38 +308,35 @@ func (a *AttributesConfig) Validate() error {
 		{"push_offline", a.PushOffline},
 	} {
 		if f.v == "" {
-			errs = append(errs, fmt.Errorf("attributes::%s must not be empty", f.key))
+			errs = append(errs, fmt.Errorf("%s: must not be empty", f.key))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// Validate checks the outcome settings.
+// Validate checks the outcome settings. Unknown modes and signals are already refused when
+// the YAML is loaded; the checks here cover configs built in code.
 func (o *OutcomesConfig) Validate() error {
 	var errs []error
 	switch o.Emit {
 	case EmitModeAll, EmitModeFailures, EmitModeNone:
 	default:
-		errs = append(errs, fmt.Errorf("outcomes::emit: unknown mode %q (want all, failures or none)", o.Emit))
+		errs = append(errs, fmt.Errorf("emit: unknown mode %q (want all, failures or none)", o.Emit))
 	}
-	seen := map[Signal]bool{}
-	for _, s := range o.Signals {
+	first := map[Signal]int{}
+	for i, s := range o.Signals {
 		if s != SignalTraces && s != SignalLogs {
-			errs = append(errs, fmt.Errorf("outcomes::signals: unknown signal %q (want traces or logs)", s))
+			errs = append(errs, fmt.Errorf("signals::%d: unknown signal %q (want traces or logs)", i, s))
+			continue
 		}
-		if seen[s] {
-			errs = append(errs, fmt.Errorf("outcomes::signals: %q listed twice", s))
+		if j, dup := first[s]; dup {
+			errs = append(errs, fmt.Errorf("signals::%d: %q is already signals::%d", i, s, j))
+			continue
 		}
-		seen[s] = true
+		first[s] = i
 	}
 	if o.ServiceName == "" {
-		errs = append(errs, errors.New("outcomes::service_name must not be empty"))
+		errs = append(errs, errors.New("service_name: must not be empty"))
 	}
 	return errors.Join(errs...)
-}
-
-// Validate compiles every condition (the result is discarded) so bad OTTL fails at start-up.
-func (s *StageConditionsConfig) Validate() error {
-	_, err := newStageMatchers(s, component.TelemetrySettings{Logger: nopLogger})
-	return err
 }
