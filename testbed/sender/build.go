@@ -172,7 +172,7 @@ func spanKind(e *workload.Event) ptrace.SpanKind {
 	return ptrace.SpanKindInternal
 }
 
-// putAttributes writes the IM-CONVENTIONS attributes of the event; message bodies never
+// putAttributes writes the imsemconv attributes of the event; message bodies never
 // appear, as in a real deployment.
 func putAttributes(a pcommon.Map, e *workload.Event) {
 	a.EnsureCapacity(7)
