@@ -82,7 +82,8 @@ func Parse(r io.Reader) (links []Link, anchors map[string]bool, err error) {
 		lineNo++
 		line := sc.Text()
 		if fence != "" { // inside a fenced code block: only its closing fence matters
-			if m := fenceRE.FindStringSubmatch(line); m != nil && m[1][0] == fence[0] && len(m[1]) >= len(fence) &&
+			// The closing fence: the same character, at least as many, nothing after it.
+			if m := fenceRE.FindStringSubmatch(line); len(m) == 2 && m[1][0] == fence[0] && len(m[1]) >= len(fence) &&
 				strings.TrimSpace(strings.TrimLeft(line, " "+m[1][:1])) == "" {
 				fence = ""
 			}
@@ -92,15 +93,17 @@ func Parse(r io.Reader) (links []Link, anchors map[string]bool, err error) {
 			fence, prevText = m[1], ""
 			continue
 		}
-		if m := atxHeadingRE.FindStringSubmatch(line); m != nil {
+		trimmed := strings.TrimSpace(line)
+		switch m := atxHeadingRE.FindStringSubmatch(line); {
+		case m != nil:
 			addHeading(m[2])
 			prevText = ""
-		} else if setextRE.MatchString(line) && prevText != "" { // the underline of "Heading\n======="
+		case setextRE.MatchString(line) && prevText != "": // the underline of "Heading\n======="
 			addHeading(prevText)
 			prevText = ""
-		} else if strings.TrimSpace(line) == "" || strings.HasPrefix(strings.TrimSpace(line), "|") {
+		case trimmed == "" || strings.HasPrefix(trimmed, "|"): // no heading text: a blank line, a table row
 			prevText = ""
-		} else {
+		default:
 			prevText = line
 		}
 
@@ -113,7 +116,7 @@ func Parse(r io.Reader) (links []Link, anchors map[string]bool, err error) {
 			links = append(links, Link{Line: lineNo, Dest: strings.Trim(m[1], "<>")})
 		}
 		// "[comment]: <> (text)", an empty definition, is the usual way to write a comment.
-		if m := refDefRE.FindStringSubmatch(text); m != nil && m[1] != "<>" {
+		if m := refDefRE.FindStringSubmatch(text); len(m) == 2 && m[1] != "<>" {
 			links = append(links, Link{Line: lineNo, Dest: strings.Trim(m[1], "<>")})
 		}
 		for _, m := range htmlLinkRE.FindAllStringSubmatch(text, -1) {

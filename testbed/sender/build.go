@@ -161,12 +161,12 @@ func setResource(r pcommon.Resource, s workload.Service) {
 }
 
 func spanKind(e *workload.Event) ptrace.SpanKind {
-	switch {
-	case e.Stage == imsemconv.StageUnknown || e.Stage == imsemconv.StageAck:
+	switch e.Stage {
+	case imsemconv.StageUnknown, imsemconv.StageAck:
 		return ptrace.SpanKindServer
-	case e.Stage == imsemconv.StagePersist:
+	case imsemconv.StagePersist:
 		return ptrace.SpanKindConsumer
-	case e.Stage == imsemconv.StageDeliver:
+	case imsemconv.StageDeliver:
 		return ptrace.SpanKindProducer
 	}
 	return ptrace.SpanKindInternal
