@@ -43,7 +43,7 @@ run: build ## Build and run imcol with configs/default.yaml (CONFIG=... to chang
 	@mkdir -p "$${IMCOL_DATA_DIR:-data}"  # the file exporter needs its folder to exist
 	./$(BIN) --config $(CONFIG)
 
-test: deps check-generated check-fmt vet build image unit ## The whole test suite (what CI runs), e2e included
+test: deps check-generated check-fmt vet lint build image unit ## The whole test suite (what CI runs), e2e included
 
 unit: ## go test over every package (needs bin/imcol for the end-to-end ones)
 	go test $(GO_TEST_FLAGS) ./...
