@@ -48,6 +48,8 @@ test: deps check-generated check-fmt vet lint build image unit ## The whole test
 unit: ## go test over every package (needs bin/imcol for the end-to-end ones)
 	go test $(GO_TEST_FLAGS) ./...
 
+# vet and check-fmt stay beside lint, cheaply: lint skips generated code (cmd/imcol, internal/metadata),
+# which both still check, and check-fmt also covers other platforms' files (main_windows.go).
 vet:
 	go vet ./...
 
