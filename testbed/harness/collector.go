@@ -202,7 +202,7 @@ func childPid(configPath string) (int32, error) {
 	return 0, fmt.Errorf("no child process runs --config %s", configPath)
 }
 
-// Usage summarizes the collector's resources in [from, to] over every process it ran as:
+// Usage summarises the collector's resources in [from, to] over every process it ran as:
 // CPU seconds add up, maxima are the largest, averages weigh each process by its samples.
 func (c *Collector) Usage(from, to time.Time) Usage {
 	var total Usage

@@ -92,7 +92,7 @@ func (m *Monitor) Samples() []Sample {
 	return append([]Sample(nil), m.samples...)
 }
 
-// Usage summarizes a process's resources over a time range.
+// Usage summarises a process's resources over a time range.
 type Usage struct {
 	Samples int `json:"samples"`
 	// CPUSeconds is the CPU time used between the first and last sample of the range.
@@ -104,7 +104,7 @@ type Usage struct {
 	RSSMax uint64  `json:"rss_max_bytes"`
 }
 
-// Usage summarizes the samples taken in [from, to].
+// Usage summarises the samples taken in [from, to].
 func (m *Monitor) Usage(from, to time.Time) Usage {
 	return summarize(m.Samples(), from, to)
 }

@@ -30,7 +30,7 @@ type ClassQuality struct {
 	Latency Latency `json:"detection_latency"`
 }
 
-// Latency summarizes durations, in milliseconds.
+// Latency summarises durations, in milliseconds.
 type Latency struct {
 	Count int     `json:"count"`
 	P50   float64 `json:"p50_ms"`
