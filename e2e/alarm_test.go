@@ -195,7 +195,7 @@ func TestDefaultConfigAlarmExperience(t *testing.T) {
 }
 
 // mailed reports whether a mail rendered from the shipped template announced alertname with status.
-func mailed(smtp *smtpSink, alertname, status string) bool {
+func mailed(smtp *smtpSink, alertname, status string) bool { //nolint:unparam // for any alert; the tests check one
 	for _, m := range smtp.messages() {
 		// The template's heading, the alert's summary and its runbook: the mail was rendered by it.
 		if containsAll(m, "Subject: ["+status, "imcol alert: "+alertname, "is down", "Runbook") {

@@ -211,7 +211,7 @@ func startJaeger(t *testing.T) *jaeger {
 
 // getJSON fetches url and decodes its JSON body into out.
 func getJSON(ctx context.Context, url string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, http.NoBody)
 	if err != nil {
 		return err
 	}

@@ -62,7 +62,7 @@ func imageTag(t *testing.T) string {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(testcollector.RepoRoot(t), "builder-config.yaml"))
 	require.NoError(t, err)
-	m := regexp.MustCompile(`(?m)^  version: "([^ "]+)`).FindSubmatch(raw)
+	m := regexp.MustCompile(`(?m)^ {2}version: "([^ "]+)`).FindSubmatch(raw)
 	require.NotNil(t, m, "no dist.version in builder-config.yaml")
 	return string(m[1])
 }

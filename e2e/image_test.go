@@ -248,7 +248,7 @@ func TestImageTiers(t *testing.T) {
 			took, code := c.stop(t, stopGrace)
 			assert.Less(t, took, stopGrace, c.name)
 			assert.Equal(t, 0, code, c.name)
-			assert.True(t, strings.Contains(c.logs(t), "Shutdown complete."), c.name)
+			assert.Contains(t, c.logs(t), "Shutdown complete.", c.name)
 		}
 	})
 }

@@ -120,7 +120,7 @@ func (c *container) waitHealthy(t *testing.T) {
 	defer cancel()
 	err := testcollector.Eventually(ctx, 200*time.Millisecond, func() error {
 		if state, err := podman(t, "inspect", "--format", "{{.State.Status}}", c.name); err != nil || state != "running" {
-			return testcollector.Permanent(fmt.Errorf("container %s is %q (%v)", c.name, state, err))
+			return testcollector.Permanent(fmt.Errorf("container %s is %q (%w)", c.name, state, err))
 		}
 		_, err := testcollector.Get("http://" + c.health + "/")
 		return err

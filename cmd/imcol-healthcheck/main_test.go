@@ -3,7 +3,6 @@ package main
 import (
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -38,5 +37,5 @@ func TestCheck(t *testing.T) {
 	srv.Close()
 	err := check(srv.URL, time.Second)
 	require.Error(t, err)
-	assert.True(t, strings.Contains(err.Error(), "connect"), err.Error())
+	assert.ErrorContains(t, err, "connect")
 }

@@ -29,8 +29,8 @@ const (
 	ConversationGroup  = "group"
 )
 
-// Extra attributes of outcome records, beyond the ones IM-CONVENTIONS.md lists, that the im_loss
-// processor adds so a loss can be read without the lifecycle events.
+// Attributes that the im_loss processor adds to outcome records beyond the ones above, so a loss
+// can be read without the lifecycle events.
 const (
 	// AttrLossDevices is the number of expected recipient devices that never acked a lost message.
 	AttrLossDevices = "im.loss.devices"

@@ -38,8 +38,8 @@ const (
 var handedOut sync.Map // int -> struct{}
 
 // FreePort returns a TCP port on 127.0.0.1 that was free when asked.
-func FreePort(t testing.TB) int {
-	t.Helper()
+func FreePort(tb testing.TB) int {
+	tb.Helper()
 	for range 100 {
 		port := freePortLow + rand.IntN(freePortHigh-freePortLow)
 		if _, taken := handedOut.LoadOrStore(port, struct{}{}); taken {
@@ -54,40 +54,40 @@ func FreePort(t testing.TB) int {
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
+		tb.Fatalf("finding a free port: %v", err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
 
 // FreeEndpoint returns "127.0.0.1:PORT" for a free port.
-func FreeEndpoint(t testing.TB) string {
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
+func FreeEndpoint(tb testing.TB) string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(tb)))
 }
 
 // DefaultConfigEnv points every address of the shipped configs (configs/default.yaml,
 // backends.yaml, ...) at a free loopback port and their data at a fresh temp dir.
-func DefaultConfigEnv(t testing.TB) map[string]string {
+func DefaultConfigEnv(tb testing.TB) map[string]string {
 	return map[string]string{
-		"IMCOL_OTLP_GRPC_ENDPOINT":  FreeEndpoint(t),
-		"IMCOL_OTLP_HTTP_ENDPOINT":  FreeEndpoint(t),
-		"IMCOL_PROMETHEUS_ENDPOINT": FreeEndpoint(t),
-		"IMCOL_HEALTH_ENDPOINT":     FreeEndpoint(t),
-		"IMCOL_PPROF_ENDPOINT":      FreeEndpoint(t),
-		"IMCOL_ZPAGES_ENDPOINT":     FreeEndpoint(t),
+		"IMCOL_OTLP_GRPC_ENDPOINT":  FreeEndpoint(tb),
+		"IMCOL_OTLP_HTTP_ENDPOINT":  FreeEndpoint(tb),
+		"IMCOL_PROMETHEUS_ENDPOINT": FreeEndpoint(tb),
+		"IMCOL_HEALTH_ENDPOINT":     FreeEndpoint(tb),
+		"IMCOL_PPROF_ENDPOINT":      FreeEndpoint(tb),
+		"IMCOL_ZPAGES_ENDPOINT":     FreeEndpoint(tb),
 		"IMCOL_TELEMETRY_HOST":      "127.0.0.1",
-		"IMCOL_TELEMETRY_PORT":      strconv.Itoa(FreePort(t)),
-		"IMCOL_DATA_DIR":            t.TempDir(),
+		"IMCOL_TELEMETRY_PORT":      strconv.Itoa(FreePort(tb)),
+		"IMCOL_DATA_DIR":            tb.TempDir(),
 	}
 }
 
 // RepoRoot returns the repository root: the nearest folder at or above the working directory
 // that holds go.mod (go test runs each package in its own folder).
-func RepoRoot(t testing.TB) string {
-	t.Helper()
+func RepoRoot(tb testing.TB) string {
+	tb.Helper()
 	dir, err := os.Getwd()
 	if err != nil {
-		t.Fatalf("working directory: %v", err)
+		tb.Fatalf("working directory: %v", err)
 	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
@@ -95,21 +95,21 @@ func RepoRoot(t testing.TB) string {
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			t.Fatal("no go.mod above the working directory")
+			tb.Fatal("no go.mod above the working directory")
 		}
 		dir = parent
 	}
 }
 
 // Binary returns the path of bin/imcol, or of $IMCOL_BIN when set, failing the test when it is missing.
-func Binary(t testing.TB) string {
-	t.Helper()
+func Binary(tb testing.TB) string {
+	tb.Helper()
 	bin := os.Getenv(BinaryEnv)
 	if bin == "" {
-		bin = filepath.Join(RepoRoot(t), "bin", "imcol")
+		bin = filepath.Join(RepoRoot(tb), "bin", "imcol")
 	}
 	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("the collector binary %s is missing (build it with `make build`): %v", bin, err)
+		tb.Fatalf("the collector binary %s is missing (build it with `make build`): %v", bin, err)
 	}
 	return bin
 }
@@ -136,12 +136,12 @@ type Options struct {
 
 // Start runs the binary and waits for health. Cleanup sends SIGTERM and fails the test unless the
 // collector exits 0 within 30 s. The collector's output is attached to the test log on failure.
-func Start(t testing.TB, opts Options) *Process {
-	t.Helper()
-	p := Launch(t, Binary(t), []string{"--config", opts.Config}, opts.Env)
-	t.Cleanup(func() {
+func Start(tb testing.TB, opts Options) *Process {
+	tb.Helper()
+	p := Launch(tb, Binary(tb), []string{"--config", opts.Config}, opts.Env)
+	tb.Cleanup(func() {
 		if err := p.Stop(30 * time.Second); err != nil {
-			t.Errorf("collector did not stop cleanly: %v\n%s", err, p.Output())
+			tb.Errorf("collector did not stop cleanly: %v\n%s", err, p.Output())
 		}
 	})
 	timeout := opts.StartTimeout
@@ -150,7 +150,7 @@ func Start(t testing.TB, opts Options) *Process {
 	}
 	if opts.HealthEndpoint != "" {
 		if err := p.WaitHealthy("http://"+opts.HealthEndpoint+"/", timeout); err != nil {
-			t.Fatalf("collector not healthy: %v\n%s", err, p.Output())
+			tb.Fatalf("collector not healthy: %v\n%s", err, p.Output())
 		}
 	}
 	return p
@@ -158,11 +158,11 @@ func Start(t testing.TB, opts Options) *Process {
 
 // Launch starts bin with args and extra environment, in the repository root, without waiting for anything. The caller
 // stops it; a Process still running when the test ends is killed.
-func Launch(t testing.TB, bin string, args []string, env map[string]string) *Process {
-	t.Helper()
+func Launch(tb testing.TB, bin string, args []string, env map[string]string) *Process {
+	tb.Helper()
 	cmd := exec.Command(bin, args...)
 	// Relative paths in shipped configs (rule files, data dirs) resolve as under `make run`.
-	cmd.Dir = RepoRoot(t)
+	cmd.Dir = RepoRoot(tb)
 	cmd.Env = os.Environ()
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
@@ -170,14 +170,14 @@ func Launch(t testing.TB, bin string, args []string, env map[string]string) *Pro
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", bin, err)
+		tb.Fatalf("starting %s: %v", bin, err)
 	}
 	p := &Process{cmd: cmd, output: out, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		select {
 		case <-p.done:
 		default:
@@ -279,7 +279,7 @@ func Eventually(ctx context.Context, interval time.Duration, check func() error)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+			return fmt.Errorf("%w (last: %w)", ctx.Err(), err)
 		case <-ticker.C:
 		}
 	}

@@ -249,7 +249,7 @@ func (p *Planner) draw(r *rand.Rand) Class {
 func (p *Planner) plan(m *workload.Message, class Class) ([]workload.Event, Truth) {
 	cs := &p.convs[m.Conversation.Index]
 	t := p.cfg.Timeouts
-	if class == ClassSeqGap && !(cs.hasBaseline && cs.baselineDue+t.Margin < m.Start) {
+	if class == ClassSeqGap && (!cs.hasBaseline || cs.baselineDue+t.Margin >= m.Start) {
 		// Without a seq seen earlier in the conversation, the gap is invisible to anyone.
 		class = ClassNone
 	}
@@ -442,7 +442,7 @@ func (p *Planner) plan(m *workload.Message, class Class) ([]workload.Event, Trut
 // deadlineOf is the event time at which the processor decides a message lost: its send time
 // (else its earliest event's) plus ack_timeout, or offline_timeout while an offline push is
 // not followed by that device's ack.
-func deadlineOf(evts []workload.Event, m *workload.Message, t Timeouts) time.Duration {
+func deadlineOf(evts []workload.Event, _ *workload.Message, t Timeouts) time.Duration {
 	if len(evts) == 0 {
 		return 0 // a seq gap: the revealing seq sets it
 	}

@@ -78,16 +78,16 @@ type Collector struct {
 // StartCollector writes the config, starts the binary on free ports and waits for health.
 // The collector is stopped (SIGTERM, must exit 0) when the test ends unless the scenario
 // stopped or killed it itself.
-func StartCollector(t testing.TB, spec Spec) *Collector {
-	t.Helper()
-	dir := t.TempDir()
+func StartCollector(tb testing.TB, spec Spec) *Collector {
+	tb.Helper()
+	dir := tb.TempDir()
 	c := &Collector{
-		t:          t,
+		t:          tb,
 		spec:       spec,
 		configPath: filepath.Join(dir, sanitize(spec.Name)+".yaml"),
 	}
 	if err := os.WriteFile(c.configPath, spec.Config, 0o600); err != nil {
-		t.Fatalf("writing the %s config: %v", spec.Name, err)
+		tb.Fatalf("writing the %s config: %v", spec.Name, err)
 	}
 	// A free port can be taken between choosing it and the collector binding it (other test
 	// packages run at the same time): then the collector is started again on other ports.
@@ -98,9 +98,9 @@ func StartCollector(t testing.TB, spec Spec) *Collector {
 			return c
 		}
 		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
-			t.Fatalf("%s: %v", spec.Name, err)
+			tb.Fatalf("%s: %v", spec.Name, err)
 		}
-		t.Logf("%s: a chosen port was taken meanwhile, starting again on others", spec.Name)
+		tb.Logf("%s: a chosen port was taken meanwhile, starting again on others", spec.Name)
 	}
 }
 

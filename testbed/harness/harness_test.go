@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 
@@ -81,7 +80,7 @@ func TestSinkDecodesOutcomesAndSurvivesAnOutage(t *testing.T) {
 	assert.Equal(t, int64(4), spans)
 	assert.Zero(t, logs)
 	assert.Equal(t, int64(3), outcomes)
-	distinct, repeats, _ := sink.Unique()
+	distinct, _, _ := sink.Unique()
 	assert.Equal(t, 1, distinct, "only lifecycle items are tracked")
 	assert.True(t, sink.Seen([8]byte{1}))
 
@@ -91,7 +90,7 @@ func TestSinkDecodesOutcomesAndSurvivesAnOutage(t *testing.T) {
 	require.NoError(t, sink.Start())
 	assert.Equal(t, addr, sink.Endpoint(), "the sink comes back on the same address")
 	require.NoError(t, exportTraces(t, addr, outcomeTraces()))
-	distinct, repeats, _ = sink.Unique()
+	distinct, repeats, _ := sink.Unique()
 	assert.Equal(t, 1, distinct)
 	assert.Equal(t, int64(1), repeats)
 
@@ -315,7 +314,7 @@ func TestSessionBehavesLikeATest(t *testing.T) {
 		assert.False(t, tb.Failed())
 	}))
 	assert.NoError(t, RunSession(context.Background(), "skip", &out, func(tb testing.TB) { tb.Skip("not here") }))
-	assert.True(t, strings.Contains(out.String(), "skip: not here"))
+	assert.Contains(t, out.String(), "skip: not here")
 }
 
 func TestScrapeFindsCountersWithOrWithoutTotal(t *testing.T) {

@@ -22,7 +22,7 @@ const maxScrape = 64 << 20
 
 // Scrape reads a Prometheus text endpoint.
 func Scrape(ctx context.Context, url string) (Families, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, http.NoBody)
 	if err != nil {
 		return nil, err
 	}

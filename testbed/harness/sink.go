@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
 	// Collector exporters compress with gzip by default; a real backend accepts it.
 	_ "google.golang.org/grpc/encoding/gzip"
 

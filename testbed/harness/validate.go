@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -293,14 +294,14 @@ func Detections(book *faults.Book, seed uint64, records []Record) map[int64]map[
 	bySeq := make(map[[2]string]int64)
 	for _, t := range truths {
 		if t.Seq > 0 {
-			bySeq[[2]string{t.Conversation.ID, fmt.Sprint(t.Seq)}] = t.Index
+			bySeq[[2]string{t.Conversation.ID, strconv.FormatInt(t.Seq, 10)}] = t.Index
 		}
 	}
 	out := map[int64]map[string]time.Time{}
 	for _, r := range records {
 		idx, ok := workload.ParseMessageID(seed, r.MessageID)
 		if !ok && r.MessageID == "" && r.HasSeq {
-			idx, ok = bySeq[[2]string{r.ConversationID, fmt.Sprint(r.Seq)}]
+			idx, ok = bySeq[[2]string{r.ConversationID, strconv.FormatInt(r.Seq, 10)}]
 		}
 		if !ok {
 			continue

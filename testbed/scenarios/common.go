@@ -6,6 +6,7 @@ package scenarios // import "github.com/imcol/imcol/testbed/scenarios"
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -268,7 +269,7 @@ func settle(ctx context.Context, top topology, sink *harness.Sink, cond settleCo
 		case float64(spans+logs) < st.Exported:
 			return fmt.Errorf("the collectors exported %.0f items, the sink has %d", st.Exported, spans+logs)
 		case !stable:
-			return fmt.Errorf("the sink is still receiving")
+			return errors.New("the sink is still receiving")
 		}
 		return nil
 	})

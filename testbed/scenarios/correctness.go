@@ -3,6 +3,7 @@ package scenarios
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -277,9 +278,9 @@ func (r *CorrectnessResult) Check(tb testing.TB) {
 }
 
 func joinLines(lines []string) string {
-	out := ""
+	var out strings.Builder
 	for _, l := range lines {
-		out += "  " + l + "\n"
+		out.WriteString("  " + l + "\n")
 	}
-	return out
+	return out.String()
 }

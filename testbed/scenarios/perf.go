@@ -447,10 +447,10 @@ func Memory(tb testing.TB, o MemoryOptions) *MemoryResult {
 		vm.Settle = settle(ctx, single(col), sink, settleCondition{lifecycle: accepted}, o.Deadline)
 		if v.IM {
 			wctx, cancel := context.WithTimeout(ctx, o.Deadline)
-			err := testcollector.Eventually(wctx, 500*time.Millisecond, func() error {
-				fams, err := col.Telemetry(wctx)
-				if err != nil {
-					return err
+			err = testcollector.Eventually(wctx, 500*time.Millisecond, func() error {
+				fams, terr := col.Telemetry(wctx)
+				if terr != nil {
+					return terr
 				}
 				vm.Tracked = fams.Sum(trackedMetric, nil)
 				if vm.Tracked < float64(o.InFlight) {

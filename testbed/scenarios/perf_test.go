@@ -55,9 +55,9 @@ func TestPeerPipelineProducesSpanMetrics(t *testing.T) {
 	defer cancel()
 	var names []string
 	err = testcollector.Eventually(ctx, 250*time.Millisecond, func() error {
-		fams, err := col.Pipeline(ctx)
-		if err != nil {
-			return err
+		fams, perr := col.Pipeline(ctx)
+		if perr != nil {
+			return perr
 		}
 		names = fams.Names()
 		if fams.Sum("traces_span_metrics_calls_total", map[string]string{"im_message_stage": "ack"}) == 0 {

@@ -161,18 +161,18 @@ func setResource(r pcommon.Resource, s workload.Service) {
 }
 
 func spanKind(e *workload.Event) ptrace.SpanKind {
-	switch {
-	case e.Stage == imsemconv.StageUnknown || e.Stage == imsemconv.StageAck:
+	switch e.Stage {
+	case imsemconv.StageUnknown, imsemconv.StageAck:
 		return ptrace.SpanKindServer
-	case e.Stage == imsemconv.StagePersist:
+	case imsemconv.StagePersist:
 		return ptrace.SpanKindConsumer
-	case e.Stage == imsemconv.StageDeliver:
+	case imsemconv.StageDeliver:
 		return ptrace.SpanKindProducer
 	}
 	return ptrace.SpanKindInternal
 }
 
-// putAttributes writes the IM-CONVENTIONS attributes of the event; message bodies never
+// putAttributes writes the imsemconv attributes of the event; message bodies never
 // appear, as in a real deployment.
 func putAttributes(a pcommon.Map, e *workload.Event) {
 	a.EnsureCapacity(7)

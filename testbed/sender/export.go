@@ -135,11 +135,10 @@ func (h *httpExporter) post(ctx context.Context, path string, body []byte) ([]by
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case resp.StatusCode == http.StatusOK:
+	switch resp.StatusCode {
+	case http.StatusOK:
 		return raw, nil
-	case resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode == http.StatusBadGateway,
-		resp.StatusCode == http.StatusServiceUnavailable, resp.StatusCode == http.StatusGatewayTimeout:
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		return nil, fmt.Errorf("POST %s: %s", path, resp.Status)
 	}
 	return nil, errPermanent{fmt.Errorf("POST %s: %s", path, resp.Status)}

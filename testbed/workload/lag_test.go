@@ -38,7 +38,7 @@ func TestParseLags(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, ls, back)
 	for _, bad := range []string{"gateway", "nope=1s", "gateway=x", "gateway=-1s", "gateway=1s/x", "gateway=2h"} {
-		_, err := ParseLags(bad)
+		_, err = ParseLags(bad)
 		assert.Error(t, err, bad)
 	}
 	ls, err = ParseLags("")

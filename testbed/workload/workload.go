@@ -1,5 +1,5 @@
 // Package workload generates an instant-messaging workload: users with devices, single and
-// group conversations, and a paced stream of messages whose lifecycle (IM-CONVENTIONS.md:
+// group conversations, and a paced stream of messages whose lifecycle (components/imsemconv:
 // send, persist, push, deliver, ack) is emitted by several simulated services.
 //
 // Everything is deterministic from Config.Seed: the population, the order of messages, and

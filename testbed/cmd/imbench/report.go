@@ -341,7 +341,7 @@ func (s *summaryReport) add(r report) {
 		}
 		for _, v := range res.Variants {
 			if len(v.Validations) > 0 {
-				s.Lines = append(s.Lines, fmt.Sprintf("  - detection under load: %s", labelsLine(v.Validations)))
+				s.Lines = append(s.Lines, "  - detection under load: "+labelsLine(v.Validations))
 			}
 		}
 	case *scenarios.MemoryResult:
