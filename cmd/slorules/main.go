@@ -63,7 +63,7 @@ func run(args []string, stdout io.Writer) error {
 		_, err = stdout.Write(rules)
 		return err
 	}
-	return os.WriteFile(*out, rules, 0o644)
+	return os.WriteFile(*out, rules, 0o644) //nolint:gosec // a rules file for Prometheus to read, committed to the repository
 }
 
 // loadSLOs resolves the configuration like the collector does and returns the SLOs of every

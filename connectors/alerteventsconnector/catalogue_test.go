@@ -2,7 +2,6 @@ package alerteventsconnector
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -413,7 +412,7 @@ func TestShippedRulesFireAndResolve(t *testing.T) {
 			}
 		}
 	}
-	require.Equal(t, shipped, len(scenarios), "one scenario per shipped rule")
+	require.Len(t, scenarios, shipped, "one scenario per shipped rule")
 
 	for _, sc := range scenarios {
 		t.Run(sc.alert, func(t *testing.T) {
@@ -448,7 +447,7 @@ func TestShippedRulesFireAndResolve(t *testing.T) {
 			assert.GreaterOrEqual(t, firedAt, sc.badFrom, "fired before the incident")
 			assert.Less(t, firedAt, sc.goodFrom, "fired only after the incident")
 			require.NotEqual(t, -1, resolvedAt, "never resolved (fired at step %d)", firedAt)
-			assert.GreaterOrEqual(t, resolvedAt, sc.goodFrom, fmt.Sprintf("resolved during the incident (fired at %d)", firedAt))
+			assert.GreaterOrEqual(t, resolvedAt, sc.goodFrom, "resolved during the incident (fired at %d)", firedAt)
 		})
 	}
 }

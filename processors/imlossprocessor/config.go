@@ -75,7 +75,7 @@ type Config struct {
 	_ struct{}
 }
 
-// AttributesConfig names every attribute the processor reads. Defaults follow IM-CONVENTIONS.md.
+// AttributesConfig names every attribute the processor reads. Defaults follow the IM conventions (components/imsemconv).
 type AttributesConfig struct {
 	MessageID       string `mapstructure:"message_id"`
 	ConversationID  string `mapstructure:"conversation_id"`

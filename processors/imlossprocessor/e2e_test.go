@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -159,7 +160,7 @@ func recordKey(m pcommon.Map) string {
 func key(outcome, msg, conv, reason, lossStage, stage, dev string, seq int64) string {
 	s := ""
 	if seq > 0 {
-		s = fmt.Sprint(seq)
+		s = strconv.FormatInt(seq, 10)
 	}
 	return strings.Join([]string{outcome, msg, conv, reason, lossStage, stage, dev, s}, "|")
 }

@@ -12,6 +12,13 @@ import (
 	"github.com/imcol/imcol/processors/imlossprocessor/internal/metadata"
 )
 
+type factory struct {
+	shared *sharedRuntimes
+	clock  clockwork.Clock
+	// checkpointed is handed to every runtime (tests only, see lossRuntime.checkpointed).
+	checkpointed chan int
+}
+
 // NewFactory returns the im_loss processor factory.
 func NewFactory() processor.Factory {
 	return newFactory(clockwork.NewRealClock())
@@ -28,13 +35,6 @@ func (f *factory) processorFactory() processor.Factory {
 		processor.WithTraces(f.createTraces, metadata.TracesStability),
 		processor.WithLogs(f.createLogs, metadata.LogsStability),
 	)
-}
-
-type factory struct {
-	shared *sharedRuntimes
-	clock  clockwork.Clock
-	// checkpointed is handed to every runtime (tests only, see lossRuntime.checkpointed).
-	checkpointed chan int
 }
 
 func (f *factory) runtime(set processor.Settings, cfg *Config, s *sink) (*lossProcessor, error) {

@@ -13,13 +13,13 @@ import (
 	"github.com/imcol/imcol/processors/imlossprocessor/internal/tracker"
 )
 
-func fuzzExtractor(t testing.TB) *extractor {
+func fuzzExtractor(tb testing.TB) *extractor {
 	cfg := defaultCfg()
 	cfg.StageConditions.Spans.Push = []string{`name == "push"`}
 	cfg.StageConditions.Logs.Ack = []string{`IsMatch(body, "^ack")`}
 	m, err := newStageMatchers(&cfg.StageConditions, nopTelemetrySettings())
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return &extractor{names: event.DefaultNames(), matchers: m, unrecognized: func(context.Context, event.Reason) {}}
 }

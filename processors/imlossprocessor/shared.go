@@ -20,7 +20,6 @@ type sharedEntry struct {
 	rt      *lossRuntime
 	users   int
 	started bool
-	stopped bool
 }
 
 func newSharedRuntimes() *sharedRuntimes {

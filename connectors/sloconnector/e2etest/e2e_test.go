@@ -55,8 +55,8 @@ func TestSeedSLOsThroughImcol(t *testing.T) {
 	// Later --config files are merged over earlier ones, as in production overlays.
 	p := testcollector.Launch(t, bin, []string{"--config", seed, "--config", overlay}, env)
 	t.Cleanup(func() {
-		if err := p.Stop(30 * time.Second); err != nil {
-			t.Errorf("collector did not stop cleanly: %v\n%s", err, p.Output())
+		if stopErr := p.Stop(30 * time.Second); stopErr != nil {
+			t.Errorf("collector did not stop cleanly: %v\n%s", stopErr, p.Output())
 		}
 	})
 	require.NoError(t, p.WaitHealthy("http://"+health+"/", 60*time.Second), p.Output())

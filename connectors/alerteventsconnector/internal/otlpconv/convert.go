@@ -214,7 +214,7 @@ func (c *Converter) buildLabels(name string, dpAttrs, resAttrs pcommon.Map, base
 		}
 		add(l.name, l.value, false)
 	}
-	b.Add(labels.MetricName, name)
+	b.Add(model.MetricNameLabel, name)
 	b.Sort()
 	return b.Labels(), ok
 }
@@ -380,10 +380,6 @@ func (c *Converter) convertHistogram(name string, dp pmetric.HistogramDataPoint,
 	// convertDoubleHistogram.
 	bounds := dp.ExplicitBounds().AsRaw()
 	counts := dp.BucketCounts().AsRaw()
-	type bucket struct {
-		le    float64
-		count uint64
-	}
 	idx := make(map[float64]int, len(bounds))
 	uniq := make([]float64, 0, len(bounds))
 	for i, b := range bounds {

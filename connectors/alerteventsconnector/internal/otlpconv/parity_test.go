@@ -176,7 +176,7 @@ func scrapeExporter(t *testing.T, rawCfg map[string]any, batches ...pmetric.Metr
 			}
 			put := func(n string, v float64, extra ...string) {
 				b := labels.NewBuilder(base.Labels())
-				b.Set(labels.MetricName, n)
+				b.Set(model.MetricNameLabel, n)
 				for i := 0; i < len(extra); i += 2 {
 					b.Set(extra[i], extra[i+1])
 				}
@@ -340,7 +340,7 @@ func TestHostileInputNeverPanics(t *testing.T) {
 	var n int
 	res := c.Convert(md, now.UnixMilli(), func(lset labels.Labels, _, _ int64, _ float64) {
 		n++
-		assert.NotEmpty(t, lset.Get(labels.MetricName))
+		assert.NotEmpty(t, lset.Get(model.MetricNameLabel))
 	})
 	assert.Positive(t, n)
 	assert.Equal(t, int64(1), res.Invalid, "the gauge whose attributes collide as labels is refused and counted")

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"slices"
 
+	"github.com/prometheus/common/model"
+
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
@@ -45,7 +47,7 @@ func (q *querier) Select(_ context.Context, _ bool, hints *storage.SelectHints, 
 		copy(cp, ms.samples[lo:hi])
 		out = append(out, &storage.SeriesEntry{
 			Lset: ms.lset,
-			SampleIteratorFn: func(it chunkenc.Iterator) chunkenc.Iterator {
+			SampleIteratorFn: func(chunkenc.Iterator) chunkenc.Iterator {
 				return storage.NewListSeriesIterator(cp)
 			},
 		})
@@ -61,7 +63,7 @@ func (q *querier) Select(_ context.Context, _ bool, hints *storage.SelectHints, 
 func (s *Store) forEachMatching(matchers []*labels.Matcher, f func(*memSeries)) {
 	var nameEq *labels.Matcher
 	for _, m := range matchers {
-		if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
+		if m.Name == model.MetricNameLabel && m.Type == labels.MatchEqual {
 			nameEq = m
 			break
 		}

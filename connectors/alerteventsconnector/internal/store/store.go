@@ -8,6 +8,8 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/prometheus/common/model"
+
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 )
@@ -56,8 +58,6 @@ type memSeries struct {
 	name    string
 	samples []sample
 }
-
-func (s *memSeries) lastT() int64 { return s.samples[len(s.samples)-1].t }
 
 // Store holds series keyed by their label set. All methods are safe for
 // concurrent use: ingestion and queries take the lock briefly; queries copy
@@ -117,7 +117,7 @@ func (s *Store) AppendWithStart(lset labels.Labels, st, t int64, v float64) bool
 			s.drops[DropSeriesLimit]++
 			return false
 		}
-		ms = &memSeries{lset: lset, name: lset.Get(labels.MetricName)}
+		ms = &memSeries{lset: lset, name: lset.Get(model.MetricNameLabel)}
 		s.series[h] = append(s.series[h], ms)
 		idx := s.byName[ms.name]
 		if idx == nil {

@@ -7,6 +7,7 @@
 package state // import "github.com/imcol/imcol/connectors/sloconnector/internal/state"
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -161,9 +162,9 @@ func (r *reader) strings() ([]string, error) {
 func Decode(b []byte) (*SLO, error) {
 	var version int
 	switch {
-	case len(b) >= len(magic) && string(b[:len(magic)]) == string(magic):
+	case bytes.HasPrefix(b, magic):
 		version = 2
-	case len(b) >= len(magicV1) && string(b[:len(magicV1)]) == string(magicV1):
+	case bytes.HasPrefix(b, magicV1):
 		version = 1
 	default:
 		return nil, errors.New("not an slo state value (or an unknown format version)")
@@ -206,9 +207,9 @@ func (r *reader) series(sr *Series, dims int) error {
 	}
 	sr.Present = make([]bool, dims)
 	for j := range sr.Present {
-		p, err := r.byte()
-		if err != nil {
-			return err
+		p, perr := r.byte()
+		if perr != nil {
+			return perr
 		}
 		sr.Present[j] = p == 1
 	}

@@ -91,7 +91,7 @@ type Names struct {
 	Offline        string
 }
 
-// DefaultNames follow IM-CONVENTIONS.md.
+// DefaultNames follow the IM conventions (components/imsemconv).
 func DefaultNames() Names {
 	return Names{
 		MessageID:      imsemconv.AttrMessageID,

@@ -61,7 +61,6 @@ func BenchmarkMemoryPerTrackedMessage(b *testing.B) {
 		}
 		baseline := float64(heapInUse()-before) / n
 		runtime.KeepAlive(set)
-		set = nil
 
 		before = heapInUse()
 		tr := New(cfg)

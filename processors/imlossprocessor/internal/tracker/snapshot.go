@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -234,13 +235,13 @@ type RestoreStats struct {
 // See Kind for what a checkpoint restores.
 func (t *Tracker) Restore(data []byte, now int64) (st RestoreStats, err error) {
 	switch {
-	case hasPrefix(data, snapshotMagic):
+	case bytes.HasPrefix(data, snapshotMagic):
 		st.Version = 4
-	case hasPrefix(data, snapshotMagicV3):
+	case bytes.HasPrefix(data, snapshotMagicV3):
 		st.Version = 3
-	case hasPrefix(data, snapshotMagicV2):
+	case bytes.HasPrefix(data, snapshotMagicV2):
 		st.Version = 2
-	case hasPrefix(data, snapshotMagicV1):
+	case bytes.HasPrefix(data, snapshotMagicV1):
 		st.Version = 1
 	default:
 		return st, fmt.Errorf("%w: unknown format", ErrCorruptSnapshot)
@@ -389,10 +390,6 @@ func (t *Tracker) restoreRetractions(r *reader) {
 			t.retract[h] = rt
 		}
 	}
-}
-
-func hasPrefix(b, prefix []byte) bool {
-	return len(b) >= len(prefix) && string(b[:len(prefix)]) == string(prefix)
 }
 
 var errTruncated = errors.New("truncated")

@@ -503,7 +503,10 @@ const seenUncertain uint8 = 1 << 6
 const evidence = 1<<imsemconv.StageSend | seenFanout
 
 func (t *Tracker) insert(at int64, ev *event.Event) *message {
-	for t.Len() >= t.cfg.MaxMessages && t.evictEarliest() {
+	for t.Len() >= t.cfg.MaxMessages {
+		if !t.evictEarliest() {
+			break
+		}
 	}
 	var c *conversation
 	if ev.ConversationID != "" {

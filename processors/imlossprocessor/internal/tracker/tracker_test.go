@@ -2,6 +2,7 @@ package tracker
 
 import (
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 	"unsafe"
@@ -456,7 +457,7 @@ func TestHostileInputStaysBounded(t *testing.T) {
 	// Many devices on one message.
 	tr.Apply(t0, ev(imsemconv.StagePush, "big", t0, fanout(event.MaxFanout)))
 	for i := range 200 {
-		tr.Apply(t0, ev(imsemconv.StageAck, "big", t0, dev(fmt.Sprint(i))))
+		tr.Apply(t0, ev(imsemconv.StageAck, "big", t0, dev(strconv.Itoa(i))))
 	}
 	ds := tr.extra[tr.lookup("big")]
 	require.NotNil(t, ds)
