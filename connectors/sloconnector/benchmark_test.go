@@ -3,6 +3,8 @@ package sloconnector
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -109,4 +111,44 @@ func BenchmarkVersusSpanMetrics(b *testing.B) {
 	b.ReportMetric(float64(sloTime.Nanoseconds())/spans, "slo-ns/span")
 	b.ReportMetric(float64(smTime.Nanoseconds())/spans, "spanmetrics-ns/span")
 	b.ReportMetric(float64(sloTime)/float64(smTime), "slo/spanmetrics")
+}
+
+// BenchmarkParallelPipelines feeds b.N batches to one connector from one goroutine, then the same
+// b.N batches from GOMAXPROCS goroutines (pipelines sharing the connector), in the same run,
+// and reports the speed-up of the second (1: the connector serialises its callers).
+func BenchmarkParallelPipelines(b *testing.B) {
+	c := startTraces(b, NewFactory(), benchSLOConfig())
+	td := benchSpans()
+	ctx := context.Background()
+	consume := func(n int) {
+		for range n {
+			if err := c.ConsumeTraces(ctx, td); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	}
+	b.ResetTimer()
+	start := time.Now()
+	consume(b.N)
+	serial := time.Since(start)
+
+	workers := runtime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	start = time.Now()
+	for w := range workers {
+		share := b.N / workers
+		if w == 0 {
+			share += b.N % workers
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			consume(share)
+		}()
+	}
+	wg.Wait()
+	parallel := time.Since(start)
+	b.ReportMetric(float64(workers), "goroutines")
+	b.ReportMetric(float64(serial)/float64(parallel), "speedup")
 }

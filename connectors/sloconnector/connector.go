@@ -69,6 +69,9 @@ type sloConnector struct {
 	storageLoadError      metric.AddOption
 	storageSaveError      metric.AddOption
 
+	// observations are the per-call buffers of SLI verdicts (see count).
+	observations sync.Pool
+
 	// mu guards the SLO state below; the next consumer and storage are never called under it.
 	mu     sync.Mutex
 	slos   []*slo
@@ -311,27 +314,20 @@ func (c *sloConnector) ConsumeTraces(ctx context.Context, td ptrace.Traces) erro
 	if len(c.slos) == 0 {
 		return nil
 	}
-	var sk skips
-	c.mu.Lock()
-	now := c.clock.Now()
-	rss := td.ResourceSpans()
-	for i := 0; i < rss.Len(); i++ {
-		rs := rss.At(i)
+	obs := c.getObservations()
+	for _, rs := range td.ResourceSpans().All() {
 		res := rs.Resource().Attributes()
-		for j := 0; j < rs.ScopeSpans().Len(); j++ {
-			ss := rs.ScopeSpans().At(j)
-			for k := 0; k < ss.Spans().Len(); k++ {
-				span := ss.Spans().At(k)
+		for _, ss := range rs.ScopeSpans().All() {
+			for _, span := range ss.Spans().All() {
 				tCtx := ottlspan.NewTransformContextPtr(rs, ss, span)
 				for _, s := range c.slos {
-					c.observe(s, s.spanSLI.evaluate(ctx, tCtx), now, span.Attributes(), res, &sk)
+					*obs = appendObservation(*obs, s, s.spanSLI.evaluate(ctx, tCtx), span.Attributes(), res)
 				}
 				tCtx.Close()
 			}
 		}
 	}
-	c.mu.Unlock()
-	c.record(ctx, sk)
+	c.count(ctx, obs)
 	return nil
 }
 
@@ -340,28 +336,67 @@ func (c *sloConnector) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
 	if len(c.slos) == 0 {
 		return nil
 	}
-	var sk skips
-	c.mu.Lock()
-	now := c.clock.Now()
-	rls := ld.ResourceLogs()
-	for i := 0; i < rls.Len(); i++ {
-		rl := rls.At(i)
+	obs := c.getObservations()
+	for _, rl := range ld.ResourceLogs().All() {
 		res := rl.Resource().Attributes()
-		for j := 0; j < rl.ScopeLogs().Len(); j++ {
-			sl := rl.ScopeLogs().At(j)
-			for k := 0; k < sl.LogRecords().Len(); k++ {
-				lr := sl.LogRecords().At(k)
+		for _, sl := range rl.ScopeLogs().All() {
+			for _, lr := range sl.LogRecords().All() {
 				tCtx := ottllog.NewTransformContextPtr(rl, sl, lr)
 				for _, s := range c.slos {
-					c.observe(s, s.logSLI.evaluate(ctx, tCtx), now, lr.Attributes(), res, &sk)
+					*obs = appendObservation(*obs, s, s.logSLI.evaluate(ctx, tCtx), lr.Attributes(), res)
 				}
 				tCtx.Close()
 			}
 		}
 	}
-	c.mu.Unlock()
-	c.record(ctx, sk)
+	c.count(ctx, obs)
 	return nil
+}
+
+// observation is one SLI verdict waiting to be counted. The OTTL conditions are evaluated
+// without the lock, so pipelines calling concurrently only serialise on the counting.
+type observation struct {
+	slo        *slo
+	v          verdict
+	attrs, res pcommon.Map
+}
+
+func appendObservation(obs []observation, s *slo, v verdict, attrs, res pcommon.Map) []observation {
+	if v == verdictIgnored {
+		return obs
+	}
+	return append(obs, observation{slo: s, v: v, attrs: attrs, res: res})
+}
+
+// count adds the observations under the lock, then records what was skipped.
+func (c *sloConnector) count(ctx context.Context, obs *[]observation) {
+	var sk skips
+	c.mu.Lock()
+	now := c.clock.Now()
+	for i := range *obs {
+		o := &(*obs)[i]
+		c.observe(o.slo, o.v, now, o.attrs, o.res, &sk)
+	}
+	c.mu.Unlock()
+	c.putObservations(obs)
+	c.record(ctx, sk)
+}
+
+func (c *sloConnector) getObservations() *[]observation {
+	if obs, ok := c.observations.Get().(*[]observation); ok {
+		return obs
+	}
+	obs := make([]observation, 0, 256)
+	return &obs
+}
+
+func (c *sloConnector) putObservations(obs *[]observation) {
+	if cap(*obs) > 1<<16 {
+		return // let an unusually large batch's buffer go
+	}
+	clear(*obs) // the maps belong to the caller's data
+	*obs = (*obs)[:0]
+	c.observations.Put(obs)
 }
 
 // observe counts one event in its series. Events arriving in the same flush interval share
