@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 
@@ -180,14 +179,9 @@ func (a *AlertingConfig) Validate() error {
 }
 
 func validateWindow(key, name string, w BurnRateWindowConfig) []error {
-	if err := checkAlertName(name); err != nil {
-		return []error{fmt.Errorf("%s: %w", key, err)}
-	}
-	var errs []error
-	if w.Severity != "" {
-		if err := w.Severity.check(); err != nil {
-			errs = append(errs, fmt.Errorf("%s::severity: %w", key, err))
-		}
+	errs, ok := checkNamedAlert(key, name, w.Severity)
+	if !ok {
+		return errs
 	}
 	if w.BurnRate < 0 {
 		errs = append(errs, fmt.Errorf("%s::burn_rate: must be positive, got %v", key, w.BurnRate))
@@ -200,32 +194,29 @@ func validateWindow(key, name string, w BurnRateWindowConfig) []error {
 	return errs
 }
 
-// missingWindowKeys lists, sorted, the keys a window without defaults leaves unset.
+// missingWindowKeys lists, in alphabetical order, the keys a window without defaults leaves unset.
 func missingWindowKeys(w BurnRateWindowConfig) []string {
 	var missing []string
-	for key, unset := range map[string]bool{
-		"severity":     w.Severity == "",
-		"burn_rate":    w.BurnRate == 0,
-		"long_window":  w.LongWindow == 0,
-		"short_window": w.ShortWindow == 0,
+	for _, k := range []struct {
+		key   string
+		unset bool
+	}{
+		{"burn_rate", w.BurnRate == 0},
+		{"long_window", w.LongWindow == 0},
+		{"severity", w.Severity == ""},
+		{"short_window", w.ShortWindow == 0},
 	} {
-		if unset {
-			missing = append(missing, key)
+		if k.unset {
+			missing = append(missing, k.key)
 		}
 	}
-	slices.Sort(missing)
 	return missing
 }
 
 func validateBudgetAlert(key, name string, b BudgetAlertConfig) []error {
-	if err := checkAlertName(name); err != nil {
-		return []error{fmt.Errorf("%s: %w", key, err)}
-	}
-	var errs []error
-	if b.Severity != "" {
-		if err := b.Severity.check(); err != nil {
-			errs = append(errs, fmt.Errorf("%s::severity: %w", key, err))
-		}
+	errs, ok := checkNamedAlert(key, name, b.Severity)
+	if !ok {
+		return errs
 	}
 	_, isDefault := defaultBudgetAlerts[name]
 	// A default alert left at consumed 0 keeps its default share.
@@ -236,6 +227,20 @@ func validateBudgetAlert(key, name string, b BudgetAlertConfig) []error {
 		errs = append(errs, fmt.Errorf("%s::severity: required for a budget alert that is not a default", key))
 	}
 	return errs
+}
+
+// checkNamedAlert checks what windows and budget alerts share: the name, which when wrong is
+// the only error reported (ok false), and the severity when set.
+func checkNamedAlert(key, name string, sev Severity) (errs []error, ok bool) {
+	if err := checkAlertName(name); err != nil {
+		return []error{fmt.Errorf("%s: %w", key, err)}, false
+	}
+	if sev != "" {
+		if err := sev.check(); err != nil {
+			errs = append(errs, fmt.Errorf("%s::severity: %w", key, err))
+		}
+	}
+	return errs, true
 }
 
 func checkAlertName(name string) error {
