@@ -384,10 +384,6 @@ func (r *lossRuntime) loop() {
 				case item := <-r.work:
 					r.apply(item)
 				default:
-					if r.client != nil {
-						// The final snapshot does not keep events waiting for their deadline.
-						r.tr.ReleaseHeld()
-					}
 					r.flush()
 					return
 				}

@@ -1,6 +1,12 @@
 package tracker
 
-import "github.com/imcol/imcol/processors/imlossprocessor/internal/event"
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/imcol/imcol/components/imsemconv"
+	"github.com/imcol/imcol/processors/imlossprocessor/internal/event"
+)
 
 // held is an event waiting for its message's deadline (a copy: the caller's batch is reused).
 type held struct {
@@ -17,9 +23,6 @@ type held struct {
 //
 // It reports false when the hold is full (counted): the event is then applied at once.
 func (t *Tracker) hold(m *message, ev *event.Event, at int64, beforeCrash bool) bool {
-	if t.releasingAll {
-		return false
-	}
 	if t.nWaiting >= t.maxWaiting {
 		t.counters.HoldFull++
 		return false
@@ -48,15 +51,79 @@ func (t *Tracker) release(m *message) {
 	}
 }
 
-// ReleaseHeld applies every waiting event at once, on what is known: before a final
-// snapshot, which does not keep them.
-func (t *Tracker) ReleaseHeld() {
-	t.releasingAll = true
-	defer func() { t.releasingAll = false }()
-	for len(t.waiting) > 0 {
-		for m := range t.waiting {
-			t.release(m)
-			break
+// Flags of a held event in a snapshot.
+const (
+	heldFailed byte = 1 << iota
+	heldOffline
+	heldHasSeq
+	heldBeforeCrash
+)
+
+// appendHeld writes the events waiting for m's deadline: a restart must not decide m early
+// on what is known without them, nor forget them.
+func (t *Tracker) appendHeld(b []byte, m *message) []byte {
+	list := t.waiting[m]
+	b = binary.AppendUvarint(b, uint64(len(list)))
+	for i := range list {
+		h := &list[i]
+		var flags byte
+		for _, f := range []struct {
+			on  bool
+			bit byte
+		}{{h.ev.Failed, heldFailed}, {h.ev.Offline, heldOffline}, {h.ev.HasSeq, heldHasSeq}, {h.beforeCrash, heldBeforeCrash}} {
+			if f.on {
+				flags |= f.bit
+			}
+		}
+		b = append(b, byte(h.ev.Stage), flags, h.ev.Sink)
+		b = appendString(b, h.ev.ConversationID)
+		b = appendString(b, h.ev.DeviceID)
+		b = appendString(b, h.ev.Source)
+		b = append(b, h.ev.TraceID[:]...)
+		for _, v := range []int64{h.ev.Start, h.ev.End, h.ev.Seq, h.at} {
+			b = binary.AppendVarint(b, v)
+		}
+		b = binary.AppendUvarint(b, uint64(h.ev.Fanout))
+	}
+	return b
+}
+
+// readHeld reads what appendHeld wrote for the message id, at most limit events.
+func readHeld(r *reader, id string, limit int) []held {
+	n := r.count(limit)
+	list := make([]held, 0, n)
+	for range n {
+		var h held
+		h.ev.MessageID = id
+		stage, flags := r.byte(), r.byte()
+		h.ev.Stage, h.ev.Sink = imsemconv.Stage(stage), r.byte()
+		h.ev.Failed, h.ev.Offline, h.ev.HasSeq = flags&heldFailed != 0, flags&heldOffline != 0, flags&heldHasSeq != 0
+		h.beforeCrash = flags&heldBeforeCrash != 0
+		h.ev.ConversationID, h.ev.DeviceID, h.ev.Source = r.str(), r.str(), r.strUpTo(maxSourceName)
+		copy(h.ev.TraceID[:], r.bytes(16))
+		h.ev.Start, h.ev.End, h.ev.Seq, h.at = r.varint(), r.varint(), r.varint(), r.varint()
+		fanout := r.uvarint()
+		if r.err != nil || h.ev.Stage < imsemconv.StageSend || h.ev.Stage > imsemconv.StageAck || fanout > event.MaxFanout {
+			r.fail(fmt.Errorf("held event %d of %q", len(list), id))
+			return nil
+		}
+		h.ev.Fanout = uint32(fanout)
+		list = append(list, h)
+	}
+	return list
+}
+
+// rehold puts restored events back on hold for m; when the hold is full they are applied at
+// once, as any event past a full hold is.
+func (t *Tracker) rehold(m *message, list []held) {
+	for i := range list {
+		h := &list[i]
+		if t.lookup(m.id) != m {
+			t.route(&h.ev, h.at, h.beforeCrash, true)
+			continue
+		}
+		if !t.hold(m, &h.ev, h.at, h.beforeCrash) {
+			t.route(&h.ev, h.at, h.beforeCrash, true)
 		}
 	}
 }

@@ -38,8 +38,8 @@ func (t *Tracker) noteRetractable(m *message) {
 		return
 	}
 	r := &retraction{deadline: m.deadline, need: uint16(expected - acked), unknown: uint16(max(expected-known, 0))}
-	t.forEachDevice(m, func(id string, f uint8) {
-		r.devices = append(r.devices, retractDevice{hash: t.hash(id), acked: f&devAcked != 0})
+	t.forEachDevice(m, func(dv device) {
+		r.devices = append(r.devices, retractDevice{hash: t.hash(dv.id), acked: dv.flags&devAcked != 0})
 	})
 	t.retract[t.hash(m.id)] = r
 }

@@ -19,14 +19,17 @@ import (
 // Version 3 keeps version 2's layout with event-time meanings — a message's first-seen time
 // and the gaps' deadlines are event times, so nothing is shifted by the downtime on restore —
 // and appends the pending retractions. Version 4 adds, after the messages, the active
-// sources of every pipeline (see appendSources). Versions 1 (no kind: final; no decided
+// sources of every pipeline (see appendSources). Version 5 adds each device's first ack time
+// after its flags (before it, a device's ack is taken to be the message's last), and after a
+// message's devices the events waiting for its deadline (see appendHeld). Versions 1 (no kind: final; no decided
 // memory) and 2 are still read: their collector-clock times are taken as event times, which
 // is what they approximated; versions before 4 restore no sources.
 var (
 	snapshotMagicV1 = []byte("IMLOSS\x01")
 	snapshotMagicV2 = []byte("IMLOSS\x02")
 	snapshotMagicV3 = []byte("IMLOSS\x03")
-	snapshotMagic   = []byte("IMLOSS\x04")
+	snapshotMagicV4 = []byte("IMLOSS\x04")
+	snapshotMagic   = []byte("IMLOSS\x05")
 )
 
 // Kind says when a snapshot was taken, which decides how much of it can be trusted.
@@ -102,10 +105,12 @@ func (t *Tracker) Snapshot(now int64, kind Kind) []byte {
 			}
 		}
 		b = binary.AppendUvarint(b, uint64(nDevs))
-		t.forEachDevice(m, func(id string, f uint8) {
-			b = appendString(b, id)
-			b = append(b, f)
+		t.forEachDevice(m, func(dv device) {
+			b = appendString(b, dv.id)
+			b = append(b, dv.flags)
+			b = binary.AppendVarint(b, m.fromDelta(dv.ack))
 		})
+		b = t.appendHeld(b, m)
 	}
 	b = t.appendSources(b, now)
 
@@ -236,6 +241,8 @@ type RestoreStats struct {
 func (t *Tracker) Restore(data []byte, now int64) (st RestoreStats, err error) {
 	switch {
 	case bytes.HasPrefix(data, snapshotMagic):
+		st.Version = 5
+	case bytes.HasPrefix(data, snapshotMagicV4):
 		st.Version = 4
 	case bytes.HasPrefix(data, snapshotMagicV3):
 		st.Version = 3
@@ -296,8 +303,17 @@ func (t *Tracker) Restore(data []byte, now int64) (st RestoreStats, err error) {
 		seen, failed, flags, sink := r.byte(), r.byte(), r.byte(), r.byte()
 		nDevs := r.count(t.cfg.MaxDevicesPerMessage)
 		devs := make([]device, 0, nDevs)
+		var devAcks []int64
 		for j := 0; j < nDevs && r.err == nil; j++ {
-			devs = append(devs, device{id: r.str(), flags: r.byte()})
+			d := device{id: r.str(), flags: r.byte()}
+			if st.Version >= 5 {
+				devAcks = append(devAcks, r.varint())
+			}
+			devs = append(devs, d)
+		}
+		var waiting []held
+		if st.Version >= 5 {
+			waiting = readHeld(&r, ev.MessageID, t.maxWaiting)
 		}
 		if r.err != nil || ev.MessageID == "" || fanout > event.MaxFanout {
 			break
@@ -316,13 +332,17 @@ func (t *Tracker) Restore(data []byte, now int64) (st RestoreStats, err error) {
 			m.seen |= seenUncertain
 		}
 		m.flags |= flags & msgOffline
-		for _, d := range devs {
+		for j, d := range devs {
 			if h, ok := t.device(m, d.id); ok {
 				t.addDevFlags(m, h, d.flags&(devPushed|devOffline|devDelivered|devAcked))
+				if j < len(devAcks) {
+					t.noteDevAck(m, h, devAcks[j])
+				}
 			}
 		}
 		m.flags |= flags & msgInOfflineQueue
 		t.reschedule(m)
+		t.rehold(m, waiting)
 		st.Messages++
 	}
 	if st.Version >= 4 {

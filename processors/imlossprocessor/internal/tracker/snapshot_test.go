@@ -147,3 +147,41 @@ func TestCheckpointRestoreNeverJudgesLost(t *testing.T) {
 	}
 	assert.ElementsMatch(t, []string{"delivered/", "lost/seq_gap", "lost/ack_timeout", "lost/ack_timeout"}, got)
 }
+
+// TestRestartKeepsEachDevicesAckTime: the acks of a group message arrived before its send and
+// offline push, a restart in between (a gateway's queues resuming apart): whichever side of
+// the restart each event fell on, the recipient that was offline acked within
+// offline_timeout, and the other in time, so the message is delivered; with the roles swapped
+// it is lost.
+func TestRestartKeepsEachDevicesAckTime(t *testing.T) {
+	late := t0 + int64(ackTO) + 5*sec
+	for _, tc := range []struct {
+		name       string
+		ackA, ackB int64
+		want       []string
+	}{
+		{"offline recipient back late", t0 + 4*ms, late, []string{"delivered@ack"}},
+		{"online recipient late", late, t0 + 4*ms, []string{"lost@deliver", "late@ack"}},
+	} {
+		evs := offlineRecipient(tc.ackA, tc.ackB)
+		arrival := append(evs[4:], evs[:4]...) // acks first, then send and pushes
+		for split := range len(arrival) + 1 {
+			tr := New(testConfig())
+			for _, e := range arrival[:split] {
+				tr.Apply(t0, e)
+			}
+			tr2 := New(testConfig())
+			_, err := tr2.Restore(tr.Snapshot(t0, Final), t0)
+			require.NoError(t, err)
+			for _, e := range arrival[split:] {
+				tr2.Apply(t0, e)
+			}
+			tr2.Tick(t0 + int64(offTO))
+			var got []string
+			for _, o := range tr2.TakeOutcomes() {
+				got = append(got, string(o.Outcome)+"@"+o.Stage.String())
+			}
+			assert.Equal(t, tc.want, got, "%s, restart after %d events", tc.name, split)
+		}
+	}
+}

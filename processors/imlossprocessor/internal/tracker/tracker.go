@@ -129,6 +129,7 @@ const (
 type device struct {
 	id    string
 	flags uint8
+	ack   int32 // its first ack, µs after the message's firstSeen (noTime: unknown)
 }
 
 // noTime marks an unknown event time in message.sendDelta and message.ackDelta.
@@ -150,6 +151,7 @@ type message struct {
 	ackDelta     int32 // last ack event time - firstSeen, µs
 	fanout       uint32
 	hidx         int32 // position in Tracker.due
+	dev0Ack      int32 // the first device's first ack, like device.ack
 	seen, failed uint8 // bit per Stage
 	flags        uint8
 	sink         uint8
@@ -179,16 +181,26 @@ func (m *message) sendTime() int64 { return m.fromDelta(m.sendDelta) }
 // lastAck is the latest ack event time (unix ns), 0 when unknown.
 func (m *message) lastAck() int64 { return m.fromDelta(m.ackDelta) }
 
-// noteTime moves firstSeen back to an earlier event time t, keeping the stored offsets.
-func (m *message) noteTime(t int64) {
-	if t <= 0 || t >= m.firstSeen {
+// noteTime moves m's firstSeen back to an earlier event time at, keeping the stored offsets.
+func (t *Tracker) noteTime(m *message, at int64) {
+	if at <= 0 || at >= m.firstSeen {
 		return
 	}
 	send, ack := m.sendTime(), m.lastAck()
-	m.firstSeen = t
+	var devAcks [8]int64
+	acks := devAcks[:0]
+	t.forEachDevice(m, func(dv device) { acks = append(acks, m.fromDelta(dv.ack)) })
+	m.firstSeen = at
 	m.sendDelta, m.ackDelta = noTime, noTime
 	m.noteSend(send)
 	m.noteAck(ack)
+	for i, a := range acks {
+		d, ok := m.toDelta(a)
+		if !ok {
+			d = noTime
+		}
+		t.setDevAck(m, i-1, d)
+	}
 }
 
 func (m *message) noteSend(t int64) {
@@ -264,10 +276,9 @@ type Tracker struct {
 	retract map[uint64]*retraction
 	// waiting holds the events that wait for their message's deadline (see hold);
 	// nWaiting counts them against maxWaiting.
-	waiting      map[*message][]held
-	nWaiting     int
-	maxWaiting   int
-	releasingAll bool // ReleaseHeld: nothing waits any more
+	waiting    map[*message][]held
+	nWaiting   int
+	maxWaiting int
 
 	convs map[string]*conversation
 	lru   list[conversation] // least recently active first
@@ -421,12 +432,13 @@ func (t *Tracker) route(ev *event.Event, at int64, beforeCrash, released bool) (
 	}
 	before := m.deadline
 	dup := t.update(m, ev, at)
-	if m.seen&evidence == evidence && t.allAcked(m) {
+	if m.seen&evidence == evidence && t.allAcked(m) && t.ackedInTime(m) {
 		// Decide as soon as the evidence is complete: send gives the latency, the
 		// message-level push the expected fan-out. A per-device push (an offline push) is
 		// not enough: deciding on the devices seen so far would call the message delivered
 		// before the other recipients ack, and make their deliveries look like duplicates.
-		// Without the evidence the deadline decides.
+		// An ack after ack_timeout is not enough either: an offline push still on its way
+		// would give it offline_timeout. Without the evidence the deadline decides.
 		t.decide(m)
 	} else if m.deadline > before {
 		// A later send moved the deadline: events that waited for the old one may count now.
@@ -478,15 +490,27 @@ func (t *Tracker) reschedule(m *message) {
 // expire applies m's passed deadline: a message waiting for an offline recipient moves on to
 // the offline deadline (false); any other is decided (true).
 func (t *Tracker) expire(m *message) (decided bool) {
-	if m.flags&msgInOfflineQueue == 0 && !t.allAcked(m) && t.offlinePending(m) {
-		m.flags |= msgInOfflineQueue
-		t.reschedule(m)
-		// Events stamped before the offline deadline count now; the rest wait for it.
-		t.release(m)
-		return false
+	if !t.waitsOffline(m) {
+		t.decide(m)
+		return true
 	}
-	t.decide(m)
-	return true
+	t.toOfflineDeadline(m)
+	// Events stamped before the offline deadline count now; the rest wait for it.
+	t.release(m)
+	if t.lookup(m.id) != m {
+		return true // a released event completed it
+	}
+	if m.seen&evidence == evidence && t.allAcked(m) {
+		// Every ack was in already, some of them after ack_timeout: nothing more to wait for.
+		t.decide(m)
+		return true
+	}
+	return false
+}
+
+func (t *Tracker) toOfflineDeadline(m *message) {
+	m.flags |= msgInOfflineQueue
+	t.reschedule(m)
 }
 
 func bit(s imsemconv.Stage) uint8 { return 1 << s }
@@ -517,7 +541,7 @@ func (t *Tracker) insert(at int64, ev *event.Event) *message {
 			c = t.conversation(ev.ConversationID)
 		}
 	}
-	m := &message{id: ev.MessageID, firstSeen: at, sink: ev.Sink, sendDelta: noTime, ackDelta: noTime}
+	m := &message{id: ev.MessageID, firstSeen: at, sink: ev.Sink, sendDelta: noTime, ackDelta: noTime, dev0Ack: noTime}
 	m.deadline = t.deadlineOf(m)
 	t.ids.put(m)
 	t.due.push(m)
@@ -551,9 +575,9 @@ func (t *Tracker) detach(m *message) {
 }
 
 func (t *Tracker) update(m *message, ev *event.Event, at int64) (duplicate bool) {
-	m.noteTime(at)
+	t.noteTime(m, at)
 	if ev.Stage == imsemconv.StageSend {
-		m.noteTime(ev.Start)
+		t.noteTime(m, ev.Start)
 		m.noteSend(ev.Start)
 	}
 	t.reschedule(m)
@@ -617,6 +641,7 @@ func (t *Tracker) update(m *message, ev *event.Event, at int64) (duplicate bool)
 			return false
 		}
 		t.addDevFlags(m, d, devAcked)
+		t.noteDevAck(m, d, at)
 		m.noteAck(ev.End)
 	}
 	return false
@@ -667,7 +692,7 @@ func (t *Tracker) device(m *message, id string) (handle int, ok bool) {
 		t.extra[m] = ds
 		m.flags |= msgHasExtra
 	}
-	ds.list = append(ds.list, device{id: id})
+	ds.list = append(ds.list, device{id: id, ack: noTime})
 	if ds.index != nil {
 		ds.index[id] = int32(len(ds.list) - 1)
 	} else if len(ds.list) > deviceIndexThreshold {
@@ -701,17 +726,45 @@ func (t *Tracker) addDevFlags(m *message, handle int, f uint8) {
 	t.extra[m].list[handle].flags |= f
 }
 
-func (t *Tracker) forEachDevice(m *message, fn func(id string, flags uint8)) {
+// noteDevAck keeps the earliest ack of a device: a repeated ack after the deadline does not
+// make a device that acked in time late.
+func (t *Tracker) noteDevAck(m *message, handle int, at int64) {
+	d, ok := m.toDelta(at)
+	if !ok {
+		return
+	}
+	if old := t.devAckDelta(m, handle); old == noTime || d < old {
+		t.setDevAck(m, handle, d)
+	}
+}
+
+func (t *Tracker) devAckDelta(m *message, handle int) int32 {
+	if handle < 0 {
+		return m.dev0Ack
+	}
+	return t.extra[m].list[handle].ack
+}
+
+func (t *Tracker) setDevAck(m *message, handle int, d int32) {
+	if handle < 0 {
+		m.dev0Ack = d
+		return
+	}
+	t.extra[m].list[handle].ack = d
+}
+
+// forEachDevice calls fn with every recipient device of m, the first (handle -1) first.
+func (t *Tracker) forEachDevice(m *message, fn func(dv device)) {
 	if m.flags&msgHasDev0 == 0 {
 		return
 	}
-	fn(m.dev0, m.flags>>dev0Shift)
+	fn(device{id: m.dev0, flags: m.flags >> dev0Shift, ack: m.dev0Ack})
 	if m.flags&msgHasExtra == 0 {
 		return
 	}
 	if ds := t.extra[m]; ds != nil {
 		for i := range ds.list {
-			fn(ds.list[i].id, ds.list[i].flags)
+			fn(ds.list[i])
 		}
 	}
 }
@@ -719,9 +772,9 @@ func (t *Tracker) forEachDevice(m *message, fn func(id string, flags uint8)) {
 // expected is the number of recipient devices that must ack: the announced fan-out, or
 // else every device seen (at least one).
 func (t *Tracker) expected(m *message) (expected, known, acked int) {
-	t.forEachDevice(m, func(_ string, f uint8) {
+	t.forEachDevice(m, func(dv device) {
 		known++
-		if f&devAcked != 0 {
+		if dv.flags&devAcked != 0 {
 			acked++
 		}
 	})
@@ -737,13 +790,42 @@ func (t *Tracker) allAcked(m *message) bool {
 	return acked >= expected
 }
 
-func (t *Tracker) offlinePending(m *message) bool {
+// ackedInTime reports whether every expected device acked by m's deadline (event time). A
+// device's ack counts by its own timestamp, whenever it arrived: an ack applied while a later
+// send still stood as the earliest event may be past the deadline the send sets.
+func (t *Tracker) ackedInTime(m *message) bool {
+	expected, _, _ := t.expected(m)
+	inTime := 0
+	t.forEachDevice(m, func(dv device) {
+		if dv.flags&devAcked != 0 && t.ackTime(m, dv) <= m.deadline {
+			inTime++
+		}
+	})
+	return inTime >= expected
+}
+
+// ackTime is a device's first ack (event time); the message's last when unknown (restored
+// from a snapshot that did not keep it).
+func (t *Tracker) ackTime(m *message, dv device) int64 {
+	if dv.ack == noTime {
+		return m.lastAck()
+	}
+	return m.fromDelta(dv.ack)
+}
+
+// waitsOffline reports whether m, at its ack_timeout deadline, waits for an offline recipient
+// (a device pushed offline that had not acked by then, or a message-level offline push while
+// a device had not): offline_timeout applies then.
+func (t *Tracker) waitsOffline(m *message) bool {
+	if m.flags&msgInOfflineQueue != 0 || t.ackedInTime(m) {
+		return false
+	}
 	if m.flags&msgOffline != 0 {
 		return true
 	}
 	pending := false
-	t.forEachDevice(m, func(_ string, f uint8) {
-		if f&(devOffline|devAcked) == devOffline {
+	t.forEachDevice(m, func(dv device) {
+		if dv.flags&devOffline != 0 && (dv.flags&devAcked == 0 || t.ackTime(m, dv) > m.deadline) {
 			pending = true
 		}
 	})
@@ -829,7 +911,12 @@ func (t *Tracker) decide(m *message) {
 		t.remove(m)
 		return
 	}
-	if t.allAcked(m) && m.lastAck() > m.deadline {
+	if t.allAcked(m) && t.waitsOffline(m) {
+		// Decided on complete evidence before the deadline passed, with acks after
+		// ack_timeout from a recipient that was offline: as expire would have done.
+		t.toOfflineDeadline(m)
+	}
+	if t.allAcked(m) && !t.ackedInTime(m) {
 		t.ackedTooLate(m)
 		return
 	}
@@ -846,8 +933,8 @@ func (t *Tracker) decide(m *message) {
 		}
 		t.out = append(t.out, o)
 		undelivered := 0
-		t.forEachDevice(m, func(_ string, f uint8) {
-			if f&(devAcked|devDelivered) == devAcked {
+		t.forEachDevice(m, func(dv device) {
+			if dv.flags&(devAcked|devDelivered) == devAcked {
 				undelivered++
 			}
 		})
@@ -947,20 +1034,20 @@ func (t *Tracker) lossStage(m *message) (imsemconv.Stage, int, string) {
 	missing := 0
 	var dev string
 	expected, known, acked := t.expected(m)
-	t.forEachDevice(m, func(id string, f uint8) {
-		if f&devAcked != 0 {
+	t.forEachDevice(m, func(dv device) {
+		if dv.flags&devAcked != 0 {
 			return
 		}
 		s := msgLevel
-		if f&devPushed != 0 && s < imsemconv.StagePush {
+		if dv.flags&devPushed != 0 && s < imsemconv.StagePush {
 			s = imsemconv.StagePush
 		}
-		if f&devDelivered != 0 {
+		if dv.flags&devDelivered != 0 {
 			s = imsemconv.StageDeliver
 		}
 		lowest = min(lowest, s)
 		missing++
-		dev = id
+		dev = dv.id
 	})
 	if unseen := expected - known; unseen > 0 {
 		lowest = min(lowest, msgLevel)
