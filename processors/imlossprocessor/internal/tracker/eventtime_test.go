@@ -571,3 +571,30 @@ func TestGapPassedByTheWatermarkIsConfirmedBeforeALateSeq(t *testing.T) {
 	}
 	assert.Equal(t, 1, gaps)
 }
+
+// TestHeldAckCountsWhenTheWatermarkJumpsPastTheOfflineDeadline: an offline recipient's ack,
+// stamped after ack_timeout, arrives while the watermark is still short of ack_timeout and
+// waits; the watermark then passes both deadlines at once (the other services fell idle at
+// the end of a stream). The ack arrived in time for the offline deadline: delivered.
+func TestHeldAckCountsWhenTheWatermarkJumpsPastTheOfflineDeadline(t *testing.T) {
+	tr := pastHold(eventTimeConfig())
+	tr.Apply(t0, ev(imsemconv.StageSend, "m", t0, from("msg")))
+	tr.Apply(t0, ev(imsemconv.StagePush, "m", t0+ms, fanout(1), from("push")))
+	tr.Apply(t0, ev(imsemconv.StagePush, "m", t0+ms, dev("d1"), offline(), from("push")))
+	back := t0 + int64(ackTO) + 10*sec
+	tr.Apply(back, ev(imsemconv.StageDeliver, "m", back, dev("d1"), from("gw")))
+	tr.Apply(back, ev(imsemconv.StageAck, "m", back+ms, dev("d1"), from("gw")))
+	require.Equal(t, 2, tr.nWaiting, "stamped after ack_timeout, before the watermark passed it")
+	assert.Empty(t, tr.TakeOutcomes())
+	// msg and push fall silent; the gateway goes on, far past the offline deadline.
+	later := t0 + int64(offTO) + int64(time.Minute)
+	tr.Apply(later, ev(imsemconv.StageAck, "other", later, dev("d1"), from("gw")))
+	tr.Tick(later + int64(idleTO) + sec)
+	tr.Apply(later+int64(idleTO)+sec, ev(imsemconv.StageAck, "other", later+int64(idleTO)+sec, dev("d1"), from("gw")))
+	tr.Tick(later + int64(idleTO) + sec)
+	var got []string
+	for _, o := range tr.TakeOutcomes() {
+		got = append(got, o.MessageID+":"+string(o.Outcome)+"@"+o.Stage.String())
+	}
+	assert.Equal(t, []string{"m:delivered@ack"}, got)
+}

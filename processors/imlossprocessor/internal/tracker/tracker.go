@@ -392,7 +392,11 @@ func (t *Tracker) Apply(now int64, ev *event.Event) (duplicate bool) {
 // released says the event waited for its message's deadline (see hold).
 func (t *Tracker) route(ev *event.Event, at int64, beforeCrash, released bool) (duplicate bool) {
 	m := t.lookup(ev.MessageID)
-	for m != nil && m.deadline <= t.wm.current {
+	// A released event arrived before the watermark passed its message's deadline, whatever
+	// the watermark is now: it counts against the offline deadline its message moved on to,
+	// even when the watermark passed that too meanwhile (in one step, as when the other
+	// services fall idle at the end of a stream).
+	for m != nil && !released && m.deadline <= t.wm.current {
 		t.expire(m)
 		m = t.lookup(ev.MessageID)
 	}
