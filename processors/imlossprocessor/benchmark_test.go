@@ -3,6 +3,8 @@ package imlossprocessor
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -122,4 +124,63 @@ func BenchmarkConsumeTraces(b *testing.B) {
 	b.ReportMetric(perBatch/(benchMessages*5), "ns/event")
 	b.ReportMetric(base, "scan_ns/batch")
 	b.ReportMetric(perBatch/base, "x_scan")
+}
+
+// startBench starts an im_loss traces processor with cfg.
+func startBench(b *testing.B, cfg *Config) (processor.Traces, *lossRuntime) {
+	f := &factory{shared: newSharedRuntimes(), clock: newFakeClock()}
+	set := processortest.NewNopSettings(metadata.Type)
+	set.TelemetrySettings = componenttest.NewNopTelemetrySettings()
+	p, err := f.processorFactory().CreateTraces(context.Background(), set, cfg, consumertest.NewNop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err = p.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+	return p, f.shared.m[set.ID].rt
+}
+
+// shardedEventsPerSecond runs b.N batches through a processor with the given shards, from
+// as many concurrent callers as GOMAXPROCS (receivers call processors concurrently), and
+// returns the lifecycle events it took in, decided and emitted per second.
+func shardedEventsPerSecond(b *testing.B, batches []ptrace.Traces, shards int) float64 {
+	cfg := defaultCfg()
+	cfg.DecidedCacheSize = 0 // batches repeat: each repetition is followed as new messages
+	cfg.Shards = shards
+	p, rt := startBench(b, cfg)
+	callers := runtime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := range callers {
+		wg.Go(func() {
+			ctx := context.Background()
+			for i := c; i < b.N; i += callers {
+				if err := p.ConsumeTraces(ctx, batches[i%len(batches)]); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	rt.forceTick()
+	return float64(b.N*benchMessages*5) / time.Since(start).Seconds()
+}
+
+// BenchmarkShards reports lifecycle events per second per core through the whole processor
+// with one shard and with two, measured in the same run, and the ratio of two to one (the
+// goal on a machine with two cores or more: 1.8).
+func BenchmarkShards(b *testing.B) {
+	batches := benchTraces()
+	b.ReportAllocs()
+	b.ResetTimer()
+	one := shardedEventsPerSecond(b, batches, 1)
+	two := shardedEventsPerSecond(b, batches, 2)
+	b.StopTimer()
+	cores := float64(runtime.GOMAXPROCS(0))
+	b.ReportMetric(one/cores, "events/s/core_1shard")
+	b.ReportMetric(two/cores, "events/s/core_2shards")
+	b.ReportMetric(two/one, "x_2shards_vs_1")
 }

@@ -3,6 +3,7 @@ package imlossprocessor // import "github.com/imcol/imcol/processors/imlossproce
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
@@ -59,6 +60,12 @@ type Config struct {
 	// DecidedCacheSize is how many decided messages are remembered to recognise late events
 	// and late duplicate deliveries.
 	DecidedCacheSize int `mapstructure:"decided_cache_size"`
+
+	// Shards is how many goroutines share the state: messages by a hash of their id,
+	// conversations' seq gaps by a hash of the conversation id, each shard with its share of
+	// the limits above (but max_messages_per_conversation). 0: GOMAXPROCS. Detection does not
+	// depend on it.
+	Shards int `mapstructure:"shards"`
 
 	// DropDuplicates removes duplicate deliver events from the pipeline (they are reported either way).
 	DropDuplicates bool `mapstructure:"drop_duplicates"`
@@ -208,6 +215,19 @@ func createDefaultConfig() component.Config {
 	}
 }
 
+// maxShards bounds the shards option: far more goroutines than cores only cost memory.
+const maxShards = 256
+
+// shardCount is the shards option with 0 resolved to GOMAXPROCS, at most max_tracked_messages
+// (every shard holds at least one message).
+func (cfg *Config) shardCount() int {
+	n := cfg.Shards
+	if n == 0 {
+		n = min(runtime.GOMAXPROCS(0), maxShards)
+	}
+	return max(1, min(n, cfg.MaxTrackedMessages))
+}
+
 // Validate checks the processor's own keys. The collector validates attributes and outcomes
 // itself (they have their own Validate) and puts their YAML path in front of their errors.
 func (cfg *Config) Validate() error {
@@ -283,6 +303,9 @@ func (cfg *Config) validateLimits() error {
 	}
 	if cfg.DecidedCacheSize < 0 {
 		errs = append(errs, fmt.Errorf("decided_cache_size: must not be negative, got %d", cfg.DecidedCacheSize))
+	}
+	if cfg.Shards < 0 || cfg.Shards > maxShards {
+		errs = append(errs, fmt.Errorf("shards: must be between 0 (GOMAXPROCS) and %d, got %d", maxShards, cfg.Shards))
 	}
 	return errors.Join(errs...)
 }

@@ -37,7 +37,7 @@ func TestLoadConfig(t *testing.T) {
 		AllowedLateness: 500 * time.Millisecond, SourceIdleTimeout: 20 * time.Second,
 		MaxSourceLag: 45 * time.Second, MaxClockSkew: 5 * time.Second, MaxSources: 50,
 		MaxTrackedMessages: 5000, MaxMessagesPerConversation: 100, MaxConversations: 1000,
-		MaxDevicesPerMessage: 16, DecidedCacheSize: 0, DropDuplicates: true,
+		MaxDevicesPerMessage: 16, DecidedCacheSize: 0, Shards: 4, DropDuplicates: true,
 		Outcomes: OutcomesConfig{Emit: EmitModeFailures, Signals: []Signal{SignalLogs}, ServiceName: "imcol-gateway"},
 		Storage:  &storageID, CheckpointInterval: 30 * time.Second,
 	}
@@ -99,7 +99,8 @@ func TestLoadConfig(t *testing.T) {
 				"max_conversations: must be at least 1, got 0\n" +
 				"max_devices_per_message: must be at least 1, got -1\n" +
 				"max_sources: must be at least 1, got 0\n" +
-				"decided_cache_size: must not be negative, got -5",
+				"decided_cache_size: must not be negative, got -5\n" +
+				"shards: must be between 0 (GOMAXPROCS) and 256, got -1",
 		},
 		{
 			id:      component.NewIDWithName(metadata.Type, "per_conversation_over_total"),

@@ -66,6 +66,9 @@ func TestGoldenTraces(t *testing.T) {
 	require.NoError(t, err)
 
 	cfg := defaultCfg()
+	// One shard: the golden file fixes how outcomes are batched into resources (each shard
+	// hands its own batch to the emitter).
+	cfg.Shards = 1
 	h := newHarness(t, cfg, nil, nil)
 	defer h.shutdown()
 	require.NoError(t, h.traces.ConsumeTraces(t.Context(), input))
@@ -99,6 +102,9 @@ func TestGoldenLogs(t *testing.T) {
 	require.NoError(t, err)
 
 	cfg := defaultCfg()
+	// One shard: the golden file fixes how outcomes are batched into resources (each shard
+	// hands its own batch to the emitter).
+	cfg.Shards = 1
 	h := newHarness(t, cfg, nil, nil)
 	defer h.shutdown()
 	require.NoError(t, h.logs.ConsumeLogs(t.Context(), input))

@@ -2,6 +2,7 @@ package imlossprocessor
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -202,7 +203,7 @@ func TestMalformedEventsPassThroughAndAreCounted(t *testing.T) {
 	h.advance(defaultCfg().AckTimeout)
 	require.Len(t, h.tsink.AllTraces(), 1)
 	assert.Equal(t, want, h.tsink.AllTraces()[0])
-	assert.Equal(t, 0, h.rt().tr.Len())
+	assert.Equal(t, 0, h.rt().tracked())
 
 	assertCounter(t, h.tel, "otelcol_processor_im_loss_unrecognized_events", []metricdata.DataPoint[int64]{
 		{Value: 1, Attributes: attribute.NewSet(attribute.String("reason", "missing_message_id"))},
@@ -280,7 +281,7 @@ func TestRestartWithStorageKeepsInFlightMessages(t *testing.T) {
 	clk.Advance(10 * time.Minute) // downtime, longer than every timeout
 	h2 := newHarness(t, cfg, newHost(), clk)
 	defer h2.shutdown()
-	assert.Equal(t, 2, h2.rt().tr.Len())
+	assert.Equal(t, 2, h2.rt().tracked())
 	h2.advance(time.Second)
 	assert.Empty(t, outcomeSpans(h2.tsink), "no false losses for the downtime")
 
@@ -322,6 +323,7 @@ func TestEvictionIsReportedAndCounted(t *testing.T) {
 	cfg := defaultCfg()
 	cfg.MaxTrackedMessages = 2
 	cfg.MaxMessagesPerConversation = 2
+	cfg.Shards = 1 // the oldest of all; with shards, the oldest of its shard (below)
 	h := newHarness(t, cfg, nil, nil)
 	defer h.shutdown()
 	h.sendSpans(lc{stage: send, msg: "a", conv: "1"}, lc{stage: send, msg: "b", conv: "2"}, lc{stage: send, msg: "c", conv: "3"})
@@ -424,4 +426,25 @@ func TestCountersStartAtZero(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, unrecognized.Data.(metricdata.Sum[int64]).DataPoints, len(event.Reasons))
 	assertCounter(t, h.tel, "otelcol_processor_im_loss_forced_decisions", nil, metricdatatest.IgnoreTimestamp())
+}
+
+func TestShardsSplitTheLimits(t *testing.T) {
+	cfg := defaultCfg()
+	cfg.MaxTrackedMessages = 4
+	cfg.MaxMessagesPerConversation = 4
+	cfg.Shards = 2
+	h := newHarness(t, cfg, nil, nil)
+	defer h.shutdown()
+	var sends []lc
+	for i := range 10 {
+		sends = append(sends, lc{stage: send, msg: fmt.Sprintf("m%d", i), conv: fmt.Sprintf("c%d", i)})
+	}
+	h.sendSpans(sends...)
+	h.advance(0)
+	tracked := h.rt().tracked()
+	assert.LessOrEqual(t, tracked, 4, "each shard holds 2")
+	assert.Len(t, outcomeSpans(h.tsink), 10-tracked, "every message evicted is reported")
+	assertCounter(t, h.tel, "otelcol_processor_im_loss_evictions", []metricdata.DataPoint[int64]{
+		{Value: int64(10 - tracked), Attributes: attribute.NewSet(attribute.String("state", "message"))},
+	}, metricdatatest.IgnoreTimestamp())
 }

@@ -113,7 +113,7 @@ func TestGracefulRestartRemembersDecidedMessages(t *testing.T) {
 	)
 	h2.advance(cfg.OfflineTimeout)
 	assert.Empty(t, outcomeSpans(h2.tsink), "no new message, no false loss")
-	assert.Equal(t, 0, h2.rt().tr.Len())
+	assert.Equal(t, 0, h2.rt().tracked())
 }
 
 // TestCrashRestoresLastCheckpoint: without a shutdown, the last periodic checkpoint is all
@@ -152,7 +152,7 @@ func TestCrashRestoresLastCheckpoint(t *testing.T) {
 	clk.Advance(time.Minute)
 	h2 := newHarness(t, cfg, hostWith(disk), clk)
 	defer h2.shutdown()
-	require.Equal(t, 2, h2.rt().tr.Len(), "m1 and m2 restored from the checkpoint")
+	require.Equal(t, 2, h2.rt().tracked(), "m1 and m2 restored from the checkpoint")
 	h2.sendSpans(
 		// In the service's own order: m2's acks and m5's persist, stamped before the crash,
 		// were delayed (m5's send, push and acks may have been applied after the checkpoint

@@ -46,9 +46,10 @@ type emitItem struct {
 }
 
 // lossRuntime is the tracker shared by every pipeline of one configured im_loss instance.
-// One goroutine (loop) owns the tracker; a second (emitLoop) turns outcomes into spans and
-// log records and calls the next consumers, so exporting never stalls state handling and
-// no state is touched while a consumer runs.
+// One goroutine (loop) owns the timeline: it stamps every event and hands it to the shard
+// goroutines (shardLoop) that own the state, each its part; another (emitLoop) turns outcomes
+// into spans and log records and calls the next consumers, so exporting never stalls state
+// handling and no state is touched while a consumer runs.
 type lossRuntime struct {
 	cfg     *Config
 	id      component.ID
@@ -57,7 +58,10 @@ type lossRuntime struct {
 	attrs   *metricAttrs
 	clock   clockwork.Clock
 	extract *extractor
-	tr      *tracker.Tracker
+	disp    *tracker.Dispatcher // owned by loop
+	shards  []*shard
+	parts   []*[]shardOp // the batch being dispatched, by shard; owned by loop
+	ops     sync.Pool
 
 	mu    sync.Mutex // guards sinks (appended while pipelines are built)
 	sinks []*sink
@@ -113,29 +117,32 @@ func newLossRuntime(set component.TelemetrySettings, id component.ID, cfg *Confi
 		tel.Shutdown()
 		return nil, err
 	}
+	disp, shards := newShards(tracker.Config{
+		AckTimeout:           cfg.AckTimeout,
+		OfflineTimeout:       cfg.OfflineTimeout,
+		ReorderWindow:        cfg.ReorderWindow,
+		MaxGap:               cfg.MaxGap,
+		AllowedLateness:      cfg.AllowedLateness,
+		SourceIdleTimeout:    cfg.SourceIdleTimeout,
+		MaxSourceLag:         cfg.MaxSourceLag,
+		MaxClockSkew:         cfg.MaxClockSkew,
+		MaxSources:           cfg.MaxSources,
+		MaxMessages:          cfg.MaxTrackedMessages,
+		MaxPerConversation:   cfg.MaxMessagesPerConversation,
+		MaxConversations:     cfg.MaxConversations,
+		MaxDevicesPerMessage: cfg.MaxDevicesPerMessage,
+		DecidedCacheSize:     cfg.DecidedCacheSize,
+	}, cfg.shardCount())
 	r := &lossRuntime{
-		cfg:    cfg,
-		id:     id,
-		logger: set.Logger,
-		tel:    tel,
-		attrs:  newMetricAttrs(),
-		clock:  clk,
-		tr: tracker.New(tracker.Config{
-			AckTimeout:           cfg.AckTimeout,
-			OfflineTimeout:       cfg.OfflineTimeout,
-			ReorderWindow:        cfg.ReorderWindow,
-			MaxGap:               cfg.MaxGap,
-			AllowedLateness:      cfg.AllowedLateness,
-			SourceIdleTimeout:    cfg.SourceIdleTimeout,
-			MaxSourceLag:         cfg.MaxSourceLag,
-			MaxClockSkew:         cfg.MaxClockSkew,
-			MaxSources:           cfg.MaxSources,
-			MaxMessages:          cfg.MaxTrackedMessages,
-			MaxPerConversation:   cfg.MaxMessagesPerConversation,
-			MaxConversations:     cfg.MaxConversations,
-			MaxDevicesPerMessage: cfg.MaxDevicesPerMessage,
-			DecidedCacheSize:     cfg.DecidedCacheSize,
-		}),
+		cfg:      cfg,
+		id:       id,
+		logger:   set.Logger,
+		tel:      tel,
+		attrs:    newMetricAttrs(),
+		clock:    clk,
+		disp:     disp,
+		shards:   shards,
+		parts:    make([]*[]shardOp, len(shards)),
 		work:     make(chan workItem, 64),
 		emitCh:   make(chan emitItem, 16),
 		stopping: make(chan struct{}),
@@ -146,6 +153,7 @@ func newLossRuntime(set component.TelemetrySettings, id component.ID, cfg *Confi
 	}
 	r.runCtx, r.cancelRun = context.WithCancel(context.Background())
 	r.events.New = func() any { s := make([]event.Event, 0, 64); return &s }
+	r.ops.New = func() any { s := make([]shardOp, 0, 64); return &s }
 	r.extract = &extractor{
 		names: event.Names{
 			MessageID:      cfg.Attributes.MessageID,
@@ -189,7 +197,7 @@ func (r *lossRuntime) start(ctx context.Context, host component.Host) error {
 		if r.checkpointing() {
 			// Rewrite what was restored as a checkpoint right away: a crash before the first
 			// periodic one must neither forget it nor bring it back as exact.
-			if err := r.writeSnapshot(ctx, r.tr.Snapshot(r.now(), tracker.Checkpoint)); err != nil {
+			if err := r.writeSnapshot(ctx, r.snapshotStopped(r.now(), tracker.Checkpoint)); err != nil {
 				r.logger.Warn("Cannot write the first checkpoint", zap.Error(err))
 			}
 		}
@@ -207,6 +215,9 @@ func (r *lossRuntime) start(ctx context.Context, host component.Host) error {
 		r.checkpoints = make(chan []byte, 1)
 		r.ckDone = make(chan struct{})
 		go r.checkpointLoop()
+	}
+	for _, s := range r.shards {
+		go r.shardLoop(s)
 	}
 	go r.loop()
 	go r.emitLoop()
@@ -246,7 +257,7 @@ func (r *lossRuntime) shutdown(ctx context.Context) error {
 	r.await(ctx, r.emitDone)
 	aborted := r.aborted()
 	if r.client == nil {
-		if n := r.tr.Len(); n > 0 {
+		if n := r.tracked(); n > 0 {
 			r.logger.Info("Forgetting in-flight messages on shutdown; configure storage to keep them across restarts",
 				zap.Int("messages", n))
 		}
@@ -257,7 +268,7 @@ func (r *lossRuntime) shutdown(ctx context.Context) error {
 	}
 	if aborted {
 		r.logger.Warn("Shutdown deadline passed: in-flight state not saved; the next start restores the last checkpoint",
-			zap.Int("messages", r.tr.Len()))
+			zap.Int("messages", r.tracked()))
 		return errors.Join(ctx.Err(), r.client.Close(context.Background()))
 	}
 	return errors.Join(r.save(ctx), r.client.Close(ctx))
@@ -374,7 +385,7 @@ func (r *lossRuntime) loop() {
 		case item := <-r.work:
 			r.apply(item)
 		case <-r.tickTicker.Chan():
-			r.tick()
+			r.tick(false)
 		case <-ckC:
 			r.checkpoint()
 		case <-r.stopping:
@@ -384,7 +395,7 @@ func (r *lossRuntime) loop() {
 				case item := <-r.work:
 					r.apply(item)
 				default:
-					r.flush()
+					r.stopShards()
 					return
 				}
 			}
@@ -394,47 +405,50 @@ func (r *lossRuntime) loop() {
 
 func (r *lossRuntime) apply(item workItem) {
 	if item.tickDone != nil {
-		r.tick()
+		// Every shard has handed its outcomes to the emitter when tick returns.
+		r.tick(true)
 		r.handOn(emitItem{detach: -1, done: item.tickDone})
 		return
 	}
-	now := r.now()
-	var dups []int32
-	evs := *item.events
-	for i := range evs {
-		if r.tr.Apply(now, &evs[i]) && item.reply != nil {
-			dups = append(dups, evs[i].Ref)
-		}
-	}
-	if item.reply != nil {
-		item.reply <- dups
-	}
+	r.dispatch(r.now(), *item.events, item.reply)
 	r.putEvents(item.events)
-	r.flush()
 }
 
-func (r *lossRuntime) tick() {
+// tick has every shard decide what is due; with wait, it returns once they have.
+func (r *lossRuntime) tick(wait bool) {
 	now := r.now()
 	if since, stuck := r.pipelineStuck(); stuck {
 		// The sources' silence is the pipeline's doing, not theirs.
-		r.tr.PipelineStalled(since, now)
+		r.disp.PipelineStalled(since, now)
 	}
-	for r.tr.Tick(now) {
-		r.flush()
-	}
+	w, limit := r.disp.Limits(now)
+	r.broadcast(shardWork{tick: true, w: w, limit: limit}, wait)
 	ctx := context.Background()
-	r.tel.ProcessorImLossTrackedMessages.Record(ctx, int64(r.tr.Len()))
-	r.tel.ProcessorImLossActiveSources.Record(ctx, int64(r.tr.ActiveSources(now)))
-	if w := r.tr.Watermark(); w != math.MinInt64 {
+	r.tel.ProcessorImLossTrackedMessages.Record(ctx, int64(r.tracked()))
+	r.tel.ProcessorImLossActiveSources.Record(ctx, int64(r.disp.ActiveSources(now)))
+	if w := r.disp.Watermark(); w != math.MinInt64 {
 		r.tel.ProcessorImLossWatermarkLag.Record(ctx, max(now-w, 0)/int64(time.Millisecond))
 	}
-	r.flush()
+	if n := r.disp.TakeEvictedSources(); n > 0 {
+		r.tel.ProcessorImLossEvictions.Add(ctx, n, r.attrs.evicted[tracker.EvictedSource])
+	}
 }
 
-// flush records the metrics of what the tracker decided and queues the outcomes to emit.
-func (r *lossRuntime) flush() {
+// stopShards lets every shard finish its work and waits for them.
+func (r *lossRuntime) stopShards() {
+	for _, s := range r.shards {
+		close(s.in)
+	}
+	for _, s := range r.shards {
+		<-s.done
+	}
+}
+
+// flush records the metrics of what tr decided and queues the outcomes to emit. Shards call
+// it concurrently: it touches only tr, the instruments and the emitter's queue.
+func (r *lossRuntime) flush(tr *tracker.Tracker) {
 	ctx := context.Background()
-	c := r.tr.TakeCounters()
+	c := tr.TakeCounters()
 	if c.SeqGaps > 0 {
 		r.tel.ProcessorImLossSeqGaps.Add(ctx, c.SeqGaps)
 	}
@@ -458,7 +472,7 @@ func (r *lossRuntime) flush() {
 	if c.HoldFull > 0 {
 		r.tel.ProcessorImLossForcedDecisions.Add(ctx, c.HoldFull, r.attrs.holdFull)
 	}
-	outs := r.tr.TakeOutcomes()
+	outs := tr.TakeOutcomes()
 	if len(outs) == 0 {
 		return
 	}
@@ -515,8 +529,8 @@ func (r *lossRuntime) checkpoint() {
 		return
 	}
 	start := time.Now()
-	data := r.tr.Snapshot(r.now(), tracker.Checkpoint)
-	r.logger.Debug("Checkpoint encoded", zap.Int("bytes", len(data)), zap.Int("messages", r.tr.Len()), zap.Duration("encode", time.Since(start)))
+	data := r.snapshotShards(r.now(), tracker.Checkpoint)
+	r.logger.Debug("Checkpoint encoded", zap.Int("bytes", len(data)), zap.Int("messages", r.tracked()), zap.Duration("encode", time.Since(start)))
 	r.ckWriting.Store(true)
 	r.checkpoints <- data
 }

@@ -73,7 +73,7 @@ func (r *lossRuntime) restore(ctx context.Context) {
 	for _, op := range ops {
 		data = append(data, op.Value...)
 	}
-	st, err := r.tr.Restore(data, r.now())
+	st, err := tracker.RestoreShards(r.disp, r.trackers(), data, r.now())
 	fields := []zap.Field{
 		zap.Int("messages", st.Messages), zap.Int("decided", st.Decided), zap.Int("format_version", st.Version),
 		zap.Bool("from_checkpoint", st.Kind == tracker.Checkpoint),
@@ -91,7 +91,10 @@ func (r *lossRuntime) restore(ctx context.Context) {
 		r.deleteSaved(ctx, int(n))
 		r.savedChunks = 0
 	}
-	r.flush() // restoring into smaller limits may have evicted
+	for _, s := range r.shards {
+		r.flush(s.tr) // restoring into smaller limits may have evicted
+		s.tracked.Store(int64(s.tr.Len()))
+	}
 }
 
 func (r *lossRuntime) deleteSaved(ctx context.Context, chunks int) {
@@ -106,10 +109,10 @@ func (r *lossRuntime) deleteSaved(ctx context.Context, chunks int) {
 
 // save writes the final snapshot at shutdown, after the last event was applied.
 func (r *lossRuntime) save(ctx context.Context) error {
-	if err := r.writeSnapshot(ctx, r.tr.Snapshot(r.now(), tracker.Final)); err != nil {
+	if err := r.writeSnapshot(ctx, r.snapshotStopped(r.now(), tracker.Final)); err != nil {
 		return err
 	}
-	r.logger.Info("Saved in-flight messages", zap.Int("messages", r.tr.Len()))
+	r.logger.Info("Saved in-flight messages", zap.Int("messages", r.tracked()))
 	return nil
 }
 

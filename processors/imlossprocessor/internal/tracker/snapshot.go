@@ -54,7 +54,9 @@ var ErrCorruptSnapshot = errors.New("corrupt im_loss snapshot")
 // Snapshot encodes the state at tracker time now: in-flight messages, seq baselines and open
 // gaps, and the decided-message memory (so late events and late duplicates of messages
 // decided before a restart are still recognised).
-func (t *Tracker) Snapshot(now int64, kind Kind) []byte {
+func (t *Tracker) Snapshot(now int64, kind Kind) []byte { return t.snapshot(now, kind, &t.Timeline) }
+
+func (t *Tracker) snapshot(now int64, kind Kind, tl *Timeline) []byte {
 	b := make([]byte, 0, 64+t.Len()*128+t.ringLen*decidedEntrySize)
 	b = append(b, snapshotMagic...)
 	b = binary.AppendVarint(b, now)
@@ -112,7 +114,7 @@ func (t *Tracker) Snapshot(now int64, kind Kind) []byte {
 		})
 		b = t.appendHeld(b, m)
 	}
-	b = t.appendSources(b, now)
+	b = tl.appendSources(b, now)
 
 	b = binary.AppendUvarint(b, uint64(t.ringLen))
 	for i := range t.ringLen {
@@ -160,8 +162,8 @@ func (t *Tracker) appendRetractions(b []byte) []byte {
 // its active sources, least recently heard first: name, latest event time, and the ages of
 // lastHeard and heardAt. Without them a restart would forget the sources whose telemetry is
 // still queued upstream, and the first source heard again would move the watermark alone.
-func (t *Tracker) appendSources(b []byte, now int64) []byte {
-	w := &t.wm
+func (tl *Timeline) appendSources(b []byte, now int64) []byte {
+	w := &tl.wm
 	b = binary.AppendUvarint(b, uint64(len(w.sinks)))
 	for i := range w.sinks {
 		p := &w.sinks[i]
@@ -264,10 +266,10 @@ func (t *Tracker) Restore(data []byte, now int64) (st RestoreStats, err error) {
 		// The saved hashes mean something only under the saved key. A tracker that
 		// remembers decisions of its own keeps its key and skips the saved ones.
 		k0, k1 := r.uint64(), r.uint64()
-		adoptKey = t.ringLen == 0
-		if adoptKey {
+		if t.ringLen == 0 {
 			t.key = [2]uint64{k0, k1}
 		}
+		adoptKey = t.key == [2]uint64{k0, k1}
 	}
 
 	nConvs := r.count(1 << 32)
@@ -282,7 +284,7 @@ func (t *Tracker) Restore(data []byte, now int64) (st RestoreStats, err error) {
 		if r.err != nil || id == "" || maxSeq < 0 {
 			break
 		}
-		if st.Kind == Checkpoint {
+		if st.Kind == Checkpoint || !t.owns(t.hash(id)) {
 			continue
 		}
 		c := t.conversation(id)
@@ -318,7 +320,7 @@ func (t *Tracker) Restore(data []byte, now int64) (st RestoreStats, err error) {
 		if r.err != nil || ev.MessageID == "" || fanout > event.MaxFanout {
 			break
 		}
-		if t.lookup(ev.MessageID) != nil {
+		if !t.owns(t.hash(ev.MessageID)) || t.lookup(ev.MessageID) != nil {
 			continue
 		}
 		ev.Sink = sink
@@ -375,8 +377,12 @@ func (t *Tracker) restoreDecided(r *reader, version int) int {
 	if r.err != nil {
 		return 0
 	}
-	skip := max(n-t.cfg.DecidedCacheSize, 0)
-	t.counters.Evicted[EvictedDecided] += int64(skip)
+	skip := 0
+	if t.shards <= 1 {
+		// A shard keeps only part of them: rememberHash evicts (and counts) the oldest.
+		skip = max(n-t.cfg.DecidedCacheSize, 0)
+		t.counters.Evicted[EvictedDecided] += int64(skip)
+	}
 	restored := 0
 	for i := 0; i < n && r.err == nil; i++ {
 		h := r.uint64()
@@ -385,7 +391,7 @@ func (t *Tracker) restoreDecided(r *reader, version int) int {
 			break
 		}
 		d := decided{outcome: e[0], stage: imsemconv.Stage(e[1]), reason: e[2], late: e[3] != 0, undelivered: e[4]}
-		if i < skip || d.outcome < decidedDelivered || d.outcome > maxOutcome || int(d.reason) >= len(reasons) || d.stage > imsemconv.StageAck {
+		if i < skip || !t.owns(h) || d.outcome < decidedDelivered || d.outcome > maxOutcome || int(d.reason) >= len(reasons) || d.stage > imsemconv.StageAck {
 			continue
 		}
 		t.rememberHash(h, d)

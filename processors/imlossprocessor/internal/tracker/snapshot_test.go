@@ -2,6 +2,7 @@ package tracker
 
 import (
 	"encoding/binary"
+	"slices"
 	"testing"
 	"time"
 
@@ -164,7 +165,7 @@ func TestRestartKeepsEachDevicesAckTime(t *testing.T) {
 		{"online recipient late", late, t0 + 4*ms, []string{"lost@deliver", "late@ack"}},
 	} {
 		evs := offlineRecipient(tc.ackA, tc.ackB)
-		arrival := append(evs[4:], evs[:4]...) // acks first, then send and pushes
+		arrival := append(slices.Clone(evs[4:]), evs[:4]...) // acks first, then send and pushes
 		for split := range len(arrival) + 1 {
 			tr := New(testConfig())
 			for _, e := range arrival[:split] {

@@ -181,28 +181,6 @@ func (m *message) sendTime() int64 { return m.fromDelta(m.sendDelta) }
 // lastAck is the latest ack event time (unix ns), 0 when unknown.
 func (m *message) lastAck() int64 { return m.fromDelta(m.ackDelta) }
 
-// noteTime moves m's firstSeen back to an earlier event time at, keeping the stored offsets.
-func (t *Tracker) noteTime(m *message, at int64) {
-	if at <= 0 || at >= m.firstSeen {
-		return
-	}
-	send, ack := m.sendTime(), m.lastAck()
-	var devAcks [8]int64
-	acks := devAcks[:0]
-	t.forEachDevice(m, func(dv device) { acks = append(acks, m.fromDelta(dv.ack)) })
-	m.firstSeen = at
-	m.sendDelta, m.ackDelta = noTime, noTime
-	m.noteSend(send)
-	m.noteAck(ack)
-	for i, a := range acks {
-		d, ok := m.toDelta(a)
-		if !ok {
-			d = noTime
-		}
-		t.setDevAck(m, i-1, d)
-	}
-}
-
 func (m *message) noteSend(t int64) {
 	if d, ok := m.toDelta(t); ok && (m.sendDelta == noTime || d < m.sendDelta) {
 		m.sendDelta = d
@@ -270,7 +248,11 @@ type Tracker struct {
 	ids   index
 	extra map[*message]*deviceSet
 	due   deadlines
-	wm    watermarks
+	// Timeline is this tracker's own watermark, used by Apply and Tick. A shard (see
+	// Dispatcher) is given the shared one's in each Stamp instead.
+	Timeline
+	// shard and shards place a shard among its siblings (shards 0: not sharded).
+	shard, shards int
 	// retract holds, for recent ack-timeout losses, what late acks must show to take the
 	// loss back (see retraction); keyed like decided and dropped with its entry.
 	retract map[uint64]*retraction
@@ -292,41 +274,6 @@ type Tracker struct {
 	out      []Outcome
 	counters Counters
 	scratch  []seqgap.Range
-
-	// capFrom is when the max_source_lag cap last started again (see PipelineStalled).
-	capFrom int64
-
-	// uncertainBefore (event time, unix ns; 0: none) is set by restoring a checkpoint: an
-	// event stamped before it may belong to a message whose other events were applied
-	// after the checkpoint and lost in the crash (see Kind).
-	uncertainBefore int64
-}
-
-// CrashClockSkew is how far after the restart an event may be stamped and still be counted
-// as possibly older than the crash: services' clocks are not the collector's.
-const CrashClockSkew = time.Second
-
-// DistrustEventsBefore declares that events stamped before at (plus CrashClockSkew) may
-// belong to messages whose other events were applied before a crash and lost with it
-// (Restore of a checkpoint calls it). Such messages are never judged lost on missing
-// evidence, and such persists do not feed seq gap detection.
-func (t *Tracker) DistrustEventsBefore(at int64) {
-	t.uncertainBefore = max(t.uncertainBefore, at+int64(CrashClockSkew))
-}
-
-// beforeCrash reports whether ev may predate a restart whose state was not saved exactly.
-func (t *Tracker) beforeCrash(now int64, ev *event.Event) bool {
-	if t.uncertainBefore == 0 {
-		return false
-	}
-	at := ev.Start
-	if at <= 0 {
-		at = ev.End
-	}
-	if at <= 0 {
-		at = now
-	}
-	return at < t.uncertainBefore
 }
 
 // New returns an empty tracker.
@@ -344,7 +291,7 @@ func New(cfg Config) *Tracker {
 		retract:     make(map[uint64]*retraction),
 		waiting:     make(map[*message][]held),
 		maxWaiting:  max(1024, cfg.MaxMessages/16),
-		wm:          newWatermarks(int64(cfg.AllowedLateness), int64(cfg.SourceIdleTimeout), int64(cfg.MaxSourceLag), max(cfg.MaxSources, 1)),
+		Timeline:    newTimeline(cfg),
 	}
 }
 
@@ -360,8 +307,7 @@ func (t *Tracker) TakeOutcomes() []Outcome {
 
 // TakeCounters returns and resets the counters.
 func (t *Tracker) TakeCounters() Counters {
-	t.counters.Evicted[EvictedSource] += t.wm.evicted
-	t.wm.evicted = 0
+	t.counters.Evicted[EvictedSource] += t.TakeEvictedSources()
 	c := t.counters
 	t.counters = Counters{}
 	return c
@@ -374,16 +320,11 @@ func (t *Tracker) lookup(id string) *message { return t.ids.get(id) }
 // Apply feeds one event that arrived at collector time now. It reports whether the event is a
 // duplicate delivery (which the caller may drop).
 func (t *Tracker) Apply(now int64, ev *event.Event) (duplicate bool) {
-	t.clamp(now, ev)
-	at := eventTime(ev, now)
-	t.wm.observe(ev.Source, ev.Sink, at, now)
-	beforeCrash := t.beforeCrash(now, ev)
-	if ev.Stage == imsemconv.StagePersist && ev.HasSeq && ev.ConversationID != "" && !beforeCrash {
-		// A seq persisted before a crash may have been seen and lost with it: the seq
-		// baseline restarts after the crash instead of reporting it as missing.
-		t.observeSeq(at, ev)
+	st := t.Stamp(now, ev)
+	if st.FeedsSeq(ev) {
+		t.observeSeq(st.At, ev)
 	}
-	return t.route(ev, at, beforeCrash, false)
+	return t.route(ev, st.At, st.BeforeCrash, false)
 }
 
 // route applies an event to its message. A message whose deadline the watermark has passed is
@@ -449,26 +390,6 @@ func (t *Tracker) route(ev *event.Event, at int64, beforeCrash, released bool) (
 		t.release(m)
 	}
 	return dup
-}
-
-// eventTime is the time an event happened: a span's end (a send's start is its send time,
-// kept separately), a log record's timestamp, or — without any — its arrival.
-func eventTime(ev *event.Event, now int64) int64 {
-	switch {
-	case ev.End > 0:
-		return ev.End
-	case ev.Start > 0:
-		return ev.Start
-	}
-	return now
-}
-
-// clamp pulls timestamps from the collector's future back to now + MaxClockSkew: a service
-// whose clock runs ahead must not push the watermark past messages still in flight.
-func (t *Tracker) clamp(now int64, ev *event.Event) {
-	limit := now + int64(t.cfg.MaxClockSkew)
-	ev.Start = min(ev.Start, limit)
-	ev.End = min(ev.End, limit)
 }
 
 // deadlineOf is the event time at which m is due: its send time, else its earliest event's,
@@ -575,6 +496,28 @@ func (t *Tracker) detach(m *message) {
 		if _, initialised := c.seq.State(); !initialised {
 			t.dropConversation(c)
 		}
+	}
+}
+
+// noteTime moves m's firstSeen back to an earlier event time at, keeping the stored offsets.
+func (t *Tracker) noteTime(m *message, at int64) {
+	if at <= 0 || at >= m.firstSeen {
+		return
+	}
+	send, ack := m.sendTime(), m.lastAck()
+	var devAcks [8]int64
+	acks := devAcks[:0]
+	t.forEachDevice(m, func(dv device) { acks = append(acks, m.fromDelta(dv.ack)) })
+	m.firstSeen = at
+	m.sendDelta, m.ackDelta = noTime, noTime
+	m.noteSend(send)
+	m.noteAck(ack)
+	for i, a := range acks {
+		d, ok := m.toDelta(a)
+		if !ok {
+			d = noTime
+		}
+		t.setDevAck(m, i-1, d)
 	}
 }
 
@@ -845,8 +788,14 @@ const TickBudget = 4096
 // stops once TickBudget outcomes are pending and reports whether more are due: call
 // TakeOutcomes and Tick again.
 func (t *Tracker) Tick(now int64) (more bool) {
-	w := t.wm.advance(now)
-	limit := max(w, t.forcedLimit(now))
+	w, limit := t.Limits(now)
+	return t.TickTo(w, limit)
+}
+
+// TickTo decides the messages and gaps due by limit; w is the watermark, which verdicts
+// beyond it are counted as forced against (see Tick, and Timeline.Limits).
+func (t *Tracker) TickTo(w, limit int64) (more bool) {
+	t.wm.current = max(t.wm.current, w)
 	for m := t.due.min(); m != nil && m.deadline <= limit; m = t.due.min() {
 		if len(t.out) >= TickBudget {
 			return true
@@ -875,33 +824,6 @@ func (t *Tracker) Tick(now int64) (more bool) {
 	}
 	return false
 }
-
-// forcedLimit is the deadline up to which verdicts go ahead without the watermark: the
-// collector's clock minus MaxSourceLag, once the collector has been up that long (so a
-// restart gives the services' backlog that long to arrive).
-func (t *Tracker) forcedLimit(now int64) int64 {
-	lag := int64(t.cfg.MaxSourceLag)
-	if now-max(t.wm.start, t.capFrom) < lag {
-		return noWatermark
-	}
-	return now - lag
-}
-
-// PipelineStalled says that the pipeline has been blocked downstream since collector time
-// since (at least until now): the receivers are back-pressured, so the sources' silence is
-// the collector's doing. The sources active when it began count as heard now, and the
-// max_source_lag cap starts again, as after a restart, so the backlog has that long to arrive.
-func (t *Tracker) PipelineStalled(since, now int64) {
-	t.wm.heardAll(since, now)
-	t.capFrom = now
-}
-
-// Watermark is the event time (unix ns) up to which verdicts have been made on complete
-// telemetry, as of the last Tick; noWatermark (math.MinInt64) before the first.
-func (t *Tracker) Watermark() int64 { return t.wm.current }
-
-// ActiveSources counts the sources that hold the watermark at now (see watermarks).
-func (t *Tracker) ActiveSources(now int64) int { return t.wm.active(now) }
 
 const originStages = 1<<imsemconv.StageSend | 1<<imsemconv.StagePersist | 1<<imsemconv.StagePush
 
@@ -1107,6 +1029,10 @@ func (t *Tracker) remember(m *message, d decided) {
 }
 
 func (t *Tracker) rememberHash(h uint64, d decided) {
+	if len(t.decidedRing) == 0 {
+		t.counters.Evicted[EvictedDecided]++
+		return
+	}
 	if _, ok := t.decided[h]; ok {
 		t.decided[h] = d
 		return
