@@ -17,17 +17,62 @@ const scopeName = "github.com/imcol/imcol/processors/imlossprocessor"
 
 func (r *lossRuntime) emitLoop() {
 	defer close(r.emitDone)
-	for item := range r.emitCh {
+	var next *emitItem
+	for {
+		item, ok := r.nextEmit(next)
+		if !ok {
+			return
+		}
 		if item.detach >= 0 {
 			r.sinkAt(item.detach).detached = true
 		}
-		if len(item.outcomes) > 0 && !r.aborted() {
-			r.emitting(func() { r.emit(item.outcomes) })
+		var outs []tracker.Outcome
+		outs, next = r.gatherOutcomes(item)
+		if len(outs) > 0 && !r.aborted() {
+			r.emitting(func() { r.emit(outs) })
 		}
 		if item.done != nil {
 			close(item.done)
 		}
 	}
+}
+
+// nextEmit is the item set aside by gatherOutcomes, else the next one queued.
+func (r *lossRuntime) nextEmit(held *emitItem) (emitItem, bool) {
+	if held != nil {
+		return *held, true
+	}
+	item, ok := <-r.emitCh
+	return item, ok
+}
+
+// maxEmitBatch bounds the outcome records emitted in one call into the next consumers.
+const maxEmitBatch = 8192
+
+// gatherOutcomes adds to item's outcomes those of the plain items queued behind it (the
+// shards each hand on their own), so the next consumers get one batch instead of one per
+// shard. An item that detaches a sink or waits for its emission ends the batch: it is returned
+// to be handled next, in order.
+func (r *lossRuntime) gatherOutcomes(item emitItem) ([]tracker.Outcome, *emitItem) {
+	outs := item.outcomes
+	if item.done != nil {
+		return outs, nil
+	}
+	for len(outs) < maxEmitBatch {
+		select {
+		case more, ok := <-r.emitCh:
+			if !ok {
+				return outs, nil
+			}
+			if more.detach >= 0 || more.done != nil {
+				return outs, &more
+			}
+			outs = append(outs, more.outcomes...)
+		default:
+			return outs, nil
+		}
+	}
+	return outs, nil
 }
 
 func (r *lossRuntime) sinkAt(i int) *sink {

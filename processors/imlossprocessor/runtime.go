@@ -476,10 +476,10 @@ func (r *lossRuntime) flush(tr *tracker.Tracker) {
 	if len(outs) == 0 {
 		return
 	}
+	r.countOutcomes(ctx, outs)
 	kept := outs[:0]
 	for i := range outs {
 		o := &outs[i]
-		r.tel.ProcessorImLossOutcomes.Add(ctx, 1, r.attrs.outcome(o))
 		if o.HasLatency {
 			r.tel.ProcessorImLossDeliveryLatency.Record(ctx, o.LatencyMs)
 		}
@@ -495,6 +495,31 @@ func (r *lossRuntime) flush(tr *tracker.Tracker) {
 	}
 	if len(kept) > 0 {
 		r.handOn(emitItem{outcomes: kept, detach: -1})
+	}
+}
+
+// countOutcomes adds outs to the outcomes counter once per outcome, stage and reason rather
+// than once per record: a batch holds a handful of them.
+func (r *lossRuntime) countOutcomes(ctx context.Context, outs []tracker.Outcome) {
+	type count struct {
+		key outcomeKey
+		n   int64
+	}
+	var counts [8]count
+	seen := counts[:0]
+outer:
+	for i := range outs {
+		k := outcomeKey{outs[i].Outcome, outs[i].Stage, outs[i].Reason}
+		for j := range seen {
+			if seen[j].key == k {
+				seen[j].n++
+				continue outer
+			}
+		}
+		seen = append(seen, count{k, 1})
+	}
+	for _, c := range seen {
+		r.tel.ProcessorImLossOutcomes.Add(ctx, c.n, r.attrs.outcomeOf(c.key))
 	}
 }
 
@@ -645,7 +670,10 @@ func (k outcomeKey) attributes() metric.MeasurementOption {
 }
 
 func (a *metricAttrs) outcome(o *tracker.Outcome) metric.MeasurementOption {
-	k := outcomeKey{o.Outcome, o.Stage, o.Reason}
+	return a.outcomeOf(outcomeKey{o.Outcome, o.Stage, o.Reason})
+}
+
+func (a *metricAttrs) outcomeOf(k outcomeKey) metric.MeasurementOption {
 	if opt, ok := a.outcomes[k]; ok {
 		return opt
 	}
