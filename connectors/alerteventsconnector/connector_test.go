@@ -527,8 +527,8 @@ func TestDerivedRetention(t *testing.T) {
 		{expr: "max_over_time(up[10m:1m] offset 2m) > 0", want: 17 * time.Minute}, // subquery + its instant selectors' lookback
 		{expr: "vector(1)", want: 0},
 	} {
-		expr, err := promqlParser.ParseExpr(tc.expr)
-		require.NoError(t, err)
+		expr, perr := promqlParser.ParseExpr(tc.expr)
+		require.NoError(t, perr)
 		got, fixed := exprWindow(expr, 5*time.Minute)
 		assert.Equal(t, tc.want, got, tc.expr)
 		assert.Equal(t, tc.fixed, fixed, tc.expr)

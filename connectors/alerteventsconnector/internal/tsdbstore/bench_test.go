@@ -74,8 +74,8 @@ type newBench struct{ *Store }
 
 func (n newBench) truncate(mint int64) { _ = n.Truncate(mint) }
 
-func fill(b testing.TB, s storage.Appendable, series []labels.Labels, t0 time.Time) {
-	b.Helper()
+func fill(tb testing.TB, s storage.Appendable, series []labels.Labels, t0 time.Time) {
+	tb.Helper()
 	for i := range benchSamples {
 		ts := t0.Add(time.Duration(i) * benchStep).UnixMilli()
 		app := s.Appender(context.Background())
@@ -85,9 +85,9 @@ func fill(b testing.TB, s storage.Appendable, series []labels.Labels, t0 time.Ti
 				v = 1
 			}
 			_, err := app.Append(0, l, ts, v)
-			require.NoError(b, err)
+			require.NoError(tb, err)
 		}
-		require.NoError(b, app.Commit())
+		require.NoError(tb, app.Commit())
 	}
 }
 
@@ -97,7 +97,7 @@ func liveHeap() int64 {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return int64(ms.HeapAlloc) //nolint:gosec // a heap size fits
+	return int64(ms.HeapAlloc)
 }
 
 func newBenchGroup(b *testing.B, s benchStore) *rules.Group {

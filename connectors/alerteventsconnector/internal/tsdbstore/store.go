@@ -54,7 +54,8 @@ type Options struct {
 	MaxSeries int
 	// Retention is how much history the rules read; Truncate keeps at least that.
 	Retention time.Duration
-	// Logger receives the head's own (rare) log lines.
+	// Logger receives the head's warnings and errors; its start-up lines
+	// (chunk replay, which has nothing to replay here) are left out.
 	Logger *slog.Logger
 }
 
@@ -106,9 +107,9 @@ func New(opts Options) (*Store, error) {
 	// Out-of-order samples are refused, as Prometheus does by default (the
 	// block querier used here reads only in-order chunks).
 	ho.StripeSize = 1 << 10
-	logger := opts.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+	logger := slog.New(slog.DiscardHandler)
+	if opts.Logger != nil {
+		logger = slog.New(warnAndAbove{opts.Logger.Handler()})
 	}
 	head, err := tsdb.NewHead(s.reg, logger, nil, nil, ho, nil)
 	if err != nil {
@@ -159,7 +160,7 @@ func (s *Store) Truncate(mint int64) error {
 }
 
 // NumSeries is the number of series held.
-func (s *Store) NumSeries() int64 { return int64(s.head.NumSeries()) } //nolint:gosec // bounded by MaxSeries
+func (s *Store) NumSeries() int64 { return int64(s.head.NumSeries()) }
 
 // NumChunks is the number of chunks held (each up to 120 samples).
 func (s *Store) NumChunks() int64 {
@@ -233,3 +234,18 @@ func (a *ruleAppender) Append(ref storage.SeriesRef, l labels.Labels, t int64, v
 }
 
 var _ storage.Appendable = (*Store)(nil)
+
+// warnAndAbove passes on warnings and errors only.
+type warnAndAbove struct{ slog.Handler }
+
+func (h warnAndAbove) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && h.Handler.Enabled(ctx, l)
+}
+
+func (h warnAndAbove) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return warnAndAbove{h.Handler.WithAttrs(attrs)}
+}
+
+func (h warnAndAbove) WithGroup(name string) slog.Handler {
+	return warnAndAbove{h.Handler.WithGroup(name)}
+}
