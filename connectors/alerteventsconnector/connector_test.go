@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -596,4 +597,24 @@ func TestAlertmanagerOverTLS(t *testing.T) {
 
 func pemCert(srv *httptest.Server) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+}
+
+func TestRefusedDeltasAreCounted(t *testing.T) {
+	h := newHarness(t, inlineRule(instanceDown))
+	start := t0.Add(-time.Minute)
+	h.push(t0, counter("im.lost", start, 2, pmetric.AggregationTemporalityDelta))
+	h.push(t0.Add(15*time.Second), counter("im.lost", t0, 3, pmetric.AggregationTemporalityDelta))
+	// Out of order: deltatocumulative refuses a point not newer than the running total.
+	h.push(t0.Add(10*time.Second), counter("im.lost", t0, 1, pmetric.AggregationTemporalityDelta))
+	metadatatest.AssertEqualAlertEventsStoreDropped(t, h.tel, []metricdata.DataPoint[int64]{
+		{Value: 1, Attributes: attrSet("reason", "delta")},
+	}, metricdatatestIgnore()...)
+	got := h.latest(t)
+	var lost []float64
+	for k, v := range got {
+		if strings.Contains(k, `__name__="im_lost_total"`) {
+			lost = append(lost, v)
+		}
+	}
+	assert.Equal(t, []float64{5}, lost, "2 + 3, the refused point left out")
 }
