@@ -445,15 +445,22 @@ func (c *alertEventsConnector) Shutdown(ctx context.Context) error {
 	c.stopOnce.Do(func() {
 		close(c.stopCh)
 		c.startOnce.Do(func() { close(c.loopDone) }) // never started: no loop to wait for
+		loopDone := true
 		select {
 		case <-c.loopDone:
 		case <-ctx.Done():
+			loopDone = false
 			err = fmt.Errorf("waiting for the evaluation loop: %w", ctx.Err())
 		}
 		if c.notifier != nil {
 			err = errors.Join(err, c.notifier.stop(ctx))
 		}
-		err = errors.Join(err, c.deltas.Shutdown(ctx), c.store.Close())
+		err = errors.Join(err, c.deltas.Shutdown(ctx))
+		if loopDone {
+			// An evaluation still running would query a closed head: the head
+			// (memory only) is then left to the garbage collector.
+			err = errors.Join(err, c.store.Close())
+		}
 		c.telemetry.Shutdown()
 	})
 	return err
