@@ -314,8 +314,9 @@ func runImload(ctx context.Context, t *testing.T, bin, endpoint string, seed, me
 	require.NoError(t, err, "imload:\n%s", out)
 }
 
+// TestAlertsMatchPrometheus is not parallel: it asserts a timing bound of a few seconds, so it runs
+// before the package's parallel tests (real backends, container image) load the machine.
 func TestAlertsMatchPrometheus(t *testing.T) {
-	t.Parallel()
 	imload := buildImload(t)
 	dir := t.TempDir()
 	rules := filepath.Join(dir, "rules")
