@@ -602,17 +602,17 @@ func pemCert(srv *httptest.Server) []byte {
 func TestRefusedDeltasAreCounted(t *testing.T) {
 	h := newHarness(t, inlineRule(instanceDown))
 	start := t0.Add(-time.Minute)
-	h.push(t0, counter("im.lost", start, 2, pmetric.AggregationTemporalityDelta))
-	h.push(t0.Add(15*time.Second), counter("im.lost", t0, 3, pmetric.AggregationTemporalityDelta))
+	h.push(t0, counter("im.retried", start, 2, pmetric.AggregationTemporalityDelta))
+	h.push(t0.Add(15*time.Second), counter("im.retried", t0, 3, pmetric.AggregationTemporalityDelta))
 	// Out of order: deltatocumulative refuses a point not newer than the running total.
-	h.push(t0.Add(10*time.Second), counter("im.lost", t0, 1, pmetric.AggregationTemporalityDelta))
+	h.push(t0.Add(10*time.Second), counter("im.retried", t0, 1, pmetric.AggregationTemporalityDelta))
 	metadatatest.AssertEqualAlertEventsStoreDropped(t, h.tel, []metricdata.DataPoint[int64]{
 		{Value: 1, Attributes: attrSet("reason", "delta")},
 	}, metricdatatestIgnore()...)
 	got := h.latest(t)
 	var lost []float64
 	for k, v := range got {
-		if strings.Contains(k, `__name__="im_lost_total"`) {
+		if strings.Contains(k, `__name__="im_retried_total"`) {
 			lost = append(lost, v)
 		}
 	}
