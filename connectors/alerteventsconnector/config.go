@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/url"
+	"os"
 	"slices"
 	"time"
 
@@ -75,6 +76,10 @@ type StoreConfig struct {
 	// furthest back any rule selects (ranges, subqueries, offset, lookback_delta,
 	// query_offset) plus one evaluation_interval.
 	Retention time.Duration `mapstructure:"retention"`
+	// Directory is where the TSDB head gets a private directory, which its
+	// chunk mapper requires but nothing is written to. Empty: the system's
+	// temporary directory, else the working directory.
+	Directory string `mapstructure:"directory"`
 }
 
 // TranslationConfig mirrors the prometheus exporter's naming options.
@@ -211,6 +216,13 @@ func (sc *StoreConfig) Validate() error {
 	}
 	if sc.Retention < 0 {
 		errs = append(errs, fmt.Errorf("retention: must not be negative, got %s", sc.Retention))
+	}
+	if sc.Directory != "" {
+		if fi, err := os.Stat(sc.Directory); err != nil {
+			errs = append(errs, fmt.Errorf("directory: %w", err))
+		} else if !fi.IsDir() {
+			errs = append(errs, fmt.Errorf("directory: %q is not a directory", sc.Directory))
+		}
 	}
 	return errors.Join(errs...)
 }

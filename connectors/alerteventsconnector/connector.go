@@ -155,6 +155,7 @@ func newConnector(set connector.Settings, cfg *Config, next consumer.Logs, clk c
 	c.store, err = tsdbstore.New(tsdbstore.Options{
 		MaxSeries: cfg.Store.MaxSeries,
 		Retention: c.retention,
+		Dir:       cfg.Store.Directory,
 		Logger:    slogger,
 	})
 	if err != nil {

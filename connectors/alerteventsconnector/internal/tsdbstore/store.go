@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,6 +55,10 @@ type Options struct {
 	MaxSeries int
 	// Retention is how much history the rules read; Truncate keeps at least that.
 	Retention time.Duration
+	// Dir is where the head's private directory is created. Empty: the
+	// system's temporary directory, else the working directory (a container
+	// from scratch has no /tmp; its working directory is the state volume).
+	Dir string
 	// Logger receives the head's warnings and errors; its start-up lines
 	// (chunk replay, which has nothing to replay here) are left out.
 	Logger *slog.Logger
@@ -75,17 +80,17 @@ type Store struct {
 }
 
 // New returns an empty store. The TSDB head needs a directory for its chunk
-// mapper even when nothing is m-mapped: a private temporary directory is
-// created and removed by Close. No sample is written there (there is no WAL
-// and the head's chunks are never m-mapped: only the DB's compaction loop,
-// which is not run, does that).
+// mapper even though nothing is written there (there is no WAL, and chunks are
+// m-mapped only by the DB's compaction loop, which is not run, and by
+// Head.Close, which Close prevents by emptying the head first): a private
+// directory is created under Options.Dir and removed by Close.
 func New(opts Options) (*Store, error) {
 	if opts.MaxSeries <= 0 {
 		return nil, fmt.Errorf("max series must be positive, got %d", opts.MaxSeries)
 	}
-	dir, err := os.MkdirTemp("", "imcol-alert-events-")
+	dir, err := makeDir(opts.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("creating the TSDB head's chunk directory: %w", err)
+		return nil, err
 	}
 	s := &Store{
 		dir:       dir,
@@ -204,9 +209,32 @@ func reasonOf(err error) DropReason {
 	return DropInvalid
 }
 
-// Close releases the head and removes its directory.
+// Close releases the head and removes its directory. The head is emptied
+// first: Head.Close would otherwise write every full chunk to the directory.
 func (s *Store) Close() error {
-	return errors.Join(s.head.Close(), os.RemoveAll(s.dir))
+	s.truncMu.Lock()
+	defer s.truncMu.Unlock()
+	return errors.Join(s.head.Truncate(math.MaxInt64), s.head.Close(), os.RemoveAll(s.dir))
+}
+
+func makeDir(parent string) (string, error) {
+	const pattern = "imcol-alert-events-"
+	if parent != "" {
+		dir, err := os.MkdirTemp(parent, pattern)
+		if err != nil {
+			return "", fmt.Errorf("creating the TSDB head's directory: %w", err)
+		}
+		return dir, nil
+	}
+	dir, err := os.MkdirTemp("", pattern)
+	if err == nil {
+		return dir, nil
+	}
+	dir, err2 := os.MkdirTemp(".", "."+pattern)
+	if err2 != nil {
+		return "", fmt.Errorf("creating the TSDB head's directory in the temporary directory (%w) or the working directory (%w)", err, err2)
+	}
+	return filepath.Abs(dir)
 }
 
 var _ storage.Queryable = (*Store)(nil)

@@ -3,6 +3,8 @@ package tsdbstore
 import (
 	"context"
 	"math"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -201,4 +203,41 @@ func TestQuerierSelectsByMatchers(t *testing.T) {
 	vals, _, err := q.LabelValues(context.Background(), "job", &storage.LabelHints{})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"a", "b", "c"}, vals)
+}
+
+func TestCloseWritesNoChunkFiles(t *testing.T) {
+	parent := t.TempDir()
+	s, err := New(Options{MaxSeries: 10, Retention: time.Hour, Dir: parent})
+	require.NoError(t, err)
+	a := labels.FromStrings("__name__", "a")
+	for i := range 500 { // several full chunks of 120 samples
+		appendRule(t, s, a, t0.Add(time.Duration(i)*time.Second).UnixMilli(), float64(i))
+	}
+	chunkFiles := func() []string {
+		files, err := filepath.Glob(filepath.Join(s.dir, "chunks_head", "*"))
+		require.NoError(t, err)
+		return files
+	}
+	assert.Empty(t, chunkFiles(), "nothing is m-mapped while running")
+	require.NoError(t, s.head.Truncate(math.MaxInt64))
+	require.NoError(t, s.head.Close())
+	assert.Empty(t, chunkFiles(), "an emptied head writes no chunk on close")
+	require.NoError(t, os.RemoveAll(s.dir))
+	entries, err := os.ReadDir(parent)
+	require.NoError(t, err)
+	assert.Empty(t, entries)
+}
+
+func TestDirFallsBackToTheWorkingDirectory(t *testing.T) {
+	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "missing")) // as in a container built from scratch
+	t.Chdir(t.TempDir())
+	s, err := New(Options{MaxSeries: 10, Retention: time.Hour})
+	require.NoError(t, err)
+	wd, err := os.Getwd()
+	require.NoError(t, err)
+	assert.Equal(t, wd, filepath.Dir(s.dir))
+	require.NoError(t, s.Close())
+	entries, err := os.ReadDir(wd)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "Close removes the directory")
 }
