@@ -214,8 +214,8 @@ func TestCloseWritesNoChunkFiles(t *testing.T) {
 		appendRule(t, s, a, t0.Add(time.Duration(i)*time.Second).UnixMilli(), float64(i))
 	}
 	chunkFiles := func() []string {
-		files, err := filepath.Glob(filepath.Join(s.dir, "chunks_head", "*"))
-		require.NoError(t, err)
+		files, gerr := filepath.Glob(filepath.Join(s.dir, "chunks_head", "*"))
+		require.NoError(t, gerr)
 		return files
 	}
 	assert.Empty(t, chunkFiles(), "nothing is m-mapped while running")
