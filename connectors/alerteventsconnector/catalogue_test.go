@@ -387,7 +387,6 @@ func (h *harness) pushPoints(ts time.Time, res resource, scope string, pts []poi
 			attrs.PutStr(k, v)
 		}
 	}
-	h.clock.Set(ts)
 	require.NoError(h.t, h.c.ConsumeMetrics(context.Background(), md))
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/url"
+	"os"
 	"slices"
 	"time"
 
@@ -43,7 +44,7 @@ type Config struct {
 	EmitPending bool `mapstructure:"emit_pending"`
 	// ServiceName is the service.name resource attribute of the emitted logs.
 	ServiceName string `mapstructure:"service_name"`
-	// Store bounds the in-memory metrics store.
+	// Store bounds the in-memory TSDB head the rules query.
 	Store StoreConfig `mapstructure:"store"`
 	// Translation selects how OTLP metric and attribute names become
 	// Prometheus names; the defaults equal the prometheus exporter's.
@@ -65,18 +66,20 @@ type Config struct {
 	_ struct{}
 }
 
-// StoreConfig bounds the in-memory series store the rules query.
+// StoreConfig bounds the in-memory TSDB head the rules query.
 type StoreConfig struct {
-	// MaxSeries is the most series held; samples of new series beyond it are
-	// dropped and counted (reason series_limit).
+	// MaxSeries is the most series held (rule results included); samples of
+	// new series beyond it are dropped and counted (reason series_limit). It
+	// also bounds the delta streams made cumulative.
 	MaxSeries int `mapstructure:"max_series"`
-	// MaxSamplesPerSeries is the most samples held per series; the oldest are
-	// evicted and counted (reason sample_limit).
-	MaxSamplesPerSeries int `mapstructure:"max_samples_per_series"`
-	// Retention is how long samples are kept. 0 derives it from the rules:
-	// the longest range or subquery window (plus offset) plus lookback_delta
-	// plus one evaluation_interval.
+	// Retention is how much history is kept. 0 derives it from the rules: the
+	// furthest back any rule selects (ranges, subqueries, offset, lookback_delta,
+	// query_offset) plus one evaluation_interval.
 	Retention time.Duration `mapstructure:"retention"`
+	// Directory is where the TSDB head gets a private directory, which its
+	// chunk mapper requires but nothing is written to. Empty: the system's
+	// temporary directory, else the working directory.
+	Directory string `mapstructure:"directory"`
 }
 
 // TranslationConfig mirrors the prometheus exporter's naming options.
@@ -144,8 +147,7 @@ func createDefaultConfig() component.Config {
 		EmitPending:        true,
 		ServiceName:        "imcol",
 		Store: StoreConfig{
-			MaxSeries:           20_000,
-			MaxSamplesPerSeries: 2_000,
+			MaxSeries: 20_000,
 		},
 		Translation: TranslationConfig{
 			AddMetricSuffixes: true,
@@ -212,11 +214,15 @@ func (sc *StoreConfig) Validate() error {
 	if sc.MaxSeries <= 0 {
 		errs = append(errs, fmt.Errorf("max_series: must be positive, got %d", sc.MaxSeries))
 	}
-	if sc.MaxSamplesPerSeries < 2 {
-		errs = append(errs, fmt.Errorf("max_samples_per_series: must be at least 2 (rate needs two samples), got %d", sc.MaxSamplesPerSeries))
-	}
 	if sc.Retention < 0 {
 		errs = append(errs, fmt.Errorf("retention: must not be negative, got %s", sc.Retention))
+	}
+	if sc.Directory != "" {
+		if fi, err := os.Stat(sc.Directory); err != nil {
+			errs = append(errs, fmt.Errorf("directory: %w", err))
+		} else if !fi.IsDir() {
+			errs = append(errs, fmt.Errorf("directory: %q is not a directory", sc.Directory))
+		}
 	}
 	return errors.Join(errs...)
 }

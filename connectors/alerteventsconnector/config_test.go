@@ -37,7 +37,7 @@ func TestLoadConfig(t *testing.T) {
 	full.ExternalLabels = map[string]string{"cluster": "edge-1"}
 	full.EmitPending = false
 	full.ServiceName = "imcol-alerts"
-	full.Store = StoreConfig{MaxSeries: 5000, MaxSamplesPerSeries: 500, Retention: time.Hour}
+	full.Store = StoreConfig{MaxSeries: 5000, Retention: time.Hour, Directory: "testdata"}
 	full.Translation = TranslationConfig{Namespace: "edge", WithoutScopeInfo: true, ResourceToTelemetryConversion: true}
 	full.Alertmanagers = []AlertmanagerConfig{{
 		Endpoint:  "https://alertmanager.example.com:9093/prefix",
@@ -73,8 +73,8 @@ func TestLoadConfig(t *testing.T) {
 				"notification_queue_capacity: must be positive, got 0\n" +
 				"notification_batch_size: must be positive, got -1\n" +
 				"store: max_series: must be positive, got 0\n" +
-				"max_samples_per_series: must be at least 2 (rate needs two samples), got 1\n" +
-				"retention: must not be negative, got -1h0m0s",
+				"retention: must not be negative, got -1h0m0s\n" +
+				`directory: "testdata/config.yaml" is not a directory`,
 		},
 		{
 			id: component.NewIDWithName(metadata.Type, "bad_labels"),

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/deltatocumulativeprocessor"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
@@ -18,14 +20,14 @@ import (
 	"go.opentelemetry.io/collector/connector"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
 
 	"github.com/imcol/imcol/connectors/alerteventsconnector/internal/metadata"
-	"github.com/imcol/imcol/connectors/alerteventsconnector/internal/otlpconv"
-	"github.com/imcol/imcol/connectors/alerteventsconnector/internal/store"
+	"github.com/imcol/imcol/connectors/alerteventsconnector/internal/tsdbstore"
 )
 
 // evalGroup is one rule group and its schedule.
@@ -48,13 +50,15 @@ type alertEventsConnector struct {
 	logger    *zap.Logger
 	next      consumer.Logs
 	telemetry *metadata.TelemetryBuilder
-	clock     clock
+	clock     clockwork.Clock
 
-	store     *store.Store
-	retention time.Duration
-
-	convMu sync.Mutex // guards conv: ConsumeMetrics may run concurrently
-	conv   *otlpconv.Converter
+	store       *tsdbstore.Store
+	translation tsdbstore.Translation
+	retention   time.Duration
+	// deltas turns delta sums and histograms into cumulative ones before they
+	// reach the store: contrib's deltatocumulative processor, bounded to
+	// store::max_series streams.
+	deltas processor.Metrics
 
 	groups         []*evalGroup
 	externalLabels labels.Labels
@@ -97,16 +101,20 @@ var (
 		stateInactive: metric.WithAttributeSet(attribute.NewSet(attribute.String("state", stateInactive))),
 	}
 	dropReasonAttrs = [...]metric.MeasurementOption{
-		store.DropSeriesLimit: metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", "series_limit"))),
-		store.DropSampleLimit: metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", "sample_limit"))),
-		store.DropOutOfOrder:  metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", "out_of_order"))),
-		store.DropTooOld:      metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", "too_old"))),
+		tsdbstore.DropSeriesLimit: reasonAttr("series_limit"),
+		tsdbstore.DropOutOfOrder:  reasonAttr("out_of_order"),
+		tsdbstore.DropTooOld:      reasonAttr("too_old"),
+		tsdbstore.DropUnsupported: reasonAttr("unsupported"),
+		tsdbstore.DropInvalid:     reasonAttr("invalid"),
 	}
-	unsupportedAttrs = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", "unsupported")))
-	invalidAttrs     = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", "invalid")))
+	deltaAttrs = reasonAttr("delta")
 )
 
-func newConnector(set connector.Settings, cfg *Config, next consumer.Logs, clk clock) (*alertEventsConnector, error) {
+func reasonAttr(reason string) metric.MeasurementOption {
+	return metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", reason)))
+}
+
+func newConnector(set connector.Settings, cfg *Config, next consumer.Logs, clk clockwork.Clock) (*alertEventsConnector, error) {
 	slogger := slog.New(zapslog.NewHandler(set.Logger.Core(), zapslog.WithName("prometheus")))
 	loaded, err := loadRuleGroups(cfg, slogger)
 	if err != nil {
@@ -122,14 +130,12 @@ func newConnector(set connector.Settings, cfg *Config, next consumer.Logs, clk c
 		next:      next,
 		telemetry: tb,
 		clock:     clk,
-		store:     store.New(cfg.Store.MaxSeries, cfg.Store.MaxSamplesPerSeries),
-		conv: otlpconv.New(otlpconv.Settings{
+		translation: tsdbstore.Translation{
 			Namespace:                     cfg.Translation.Namespace,
 			AddMetricSuffixes:             cfg.Translation.AddMetricSuffixes,
 			WithoutScopeInfo:              cfg.Translation.WithoutScopeInfo,
 			ResourceToTelemetryConversion: cfg.Translation.ResourceToTelemetryConversion,
-			MaxDeltaSeries:                cfg.Store.MaxSeries,
-		}),
+		},
 		externalURL: cfg.ExternalURL,
 		tracked:     make(map[alertKey]trackedAlert),
 		stopCh:      make(chan struct{}),
@@ -137,15 +143,41 @@ func newConnector(set connector.Settings, cfg *Config, next consumer.Logs, clk c
 	}
 	c.retention = cfg.Store.Retention
 	if c.retention == 0 {
-		c.retention = derivedRetention(loaded, cfg.LookbackDelta, cfg.EvaluationInterval)
+		var fixed []string
+		c.retention, fixed = derivedRetention(loaded, cfg.LookbackDelta, cfg.EvaluationInterval)
+		if len(fixed) > 0 {
+			set.Logger.Warn("Rules select data at a fixed time (@ <timestamp>); only the derived retention is kept, so they see no data once that time is further back",
+				zap.Strings("rules", fixed), zap.Duration("retention", c.retention))
+		}
 	}
 	c.externalLabels = labels.FromMap(cfg.ExternalLabels)
+
+	c.store, err = tsdbstore.New(tsdbstore.Options{
+		MaxSeries: cfg.Store.MaxSeries,
+		Retention: c.retention,
+		Dir:       cfg.Store.Directory,
+		Logger:    slogger,
+	})
+	if err != nil {
+		tb.Shutdown()
+		return nil, err
+	}
+	fail := func(err error) (*alertEventsConnector, error) {
+		tb.Shutdown()
+		return nil, errors.Join(err, c.store.Close())
+	}
+	ingest, err := consumer.NewMetrics(c.ingest, consumer.WithCapabilities(consumer.Capabilities{MutatesData: false}))
+	if err != nil {
+		return fail(err)
+	}
+	if c.deltas, err = newDeltaToCumulative(set, cfg, c.retention, ingest); err != nil {
+		return fail(err)
+	}
 
 	if len(cfg.Alertmanagers) > 0 {
 		c.notifier, err = newNotifier(cfg, c.externalLabels, slogger)
 		if err != nil {
-			tb.Shutdown()
-			return nil, err
+			return fail(err)
 		}
 	}
 
@@ -153,16 +185,29 @@ func newConnector(set connector.Settings, cfg *Config, next consumer.Logs, clk c
 	for _, lg := range loaded {
 		g, err := buildGroup(lg, cfg, c.externalLabels, opts, slogger)
 		if err != nil {
-			tb.Shutdown()
-			return nil, err
+			return fail(err)
 		}
 		c.groups = append(c.groups, g)
 	}
 	if err := c.registerCallbacks(); err != nil {
-		tb.Shutdown()
-		return nil, err
+		return fail(err)
 	}
 	return c, nil
+}
+
+// newDeltaToCumulative builds contrib's deltatocumulative processor in front
+// of next, with its streams bounded by store::max_series and forgotten after
+// the retention. It reports its own telemetry (otelcol_deltatocumulative_*).
+func newDeltaToCumulative(set connector.Settings, cfg *Config, retention time.Duration, next consumer.Metrics) (processor.Metrics, error) {
+	f := deltatocumulativeprocessor.NewFactory()
+	pcfg := f.CreateDefaultConfig().(*deltatocumulativeprocessor.Config)
+	pcfg.MaxStreams = cfg.Store.MaxSeries
+	pcfg.MaxStale = max(retention, time.Minute)
+	return f.CreateMetrics(context.Background(), processor.Settings{
+		ID:                component.NewIDWithName(f.Type(), set.ID.String()),
+		TelemetrySettings: set.TelemetrySettings,
+		BuildInfo:         set.BuildInfo,
+	}, pcfg, next)
 }
 
 // ruleOptions wires Prometheus's rule evaluation to the store, the PromQL
@@ -249,13 +294,11 @@ func (c *alertEventsConnector) registerCallbacks() error {
 			return nil
 		}),
 		c.telemetry.RegisterAlertEventsStoreSeriesCallback(func(_ context.Context, o metric.Int64Observer) error {
-			n, _ := c.store.Stats()
-			o.Observe(int64(n))
+			o.Observe(c.store.NumSeries())
 			return nil
 		}),
-		c.telemetry.RegisterAlertEventsStoreSamplesCallback(func(_ context.Context, o metric.Int64Observer) error {
-			_, n := c.store.Stats()
-			o.Observe(int64(n))
+		c.telemetry.RegisterAlertEventsStoreChunksCallback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(c.store.NumChunks())
 			return nil
 		}),
 		c.telemetry.RegisterAlertEventsNotificationsSentCallback(func(_ context.Context, o metric.Int64Observer) error {
@@ -278,24 +321,74 @@ func (*alertEventsConnector) Capabilities() consumer.Capabilities {
 }
 
 // ConsumeMetrics only stores samples; evaluation happens on the ticker.
+// Metrics with delta temporality go through the deltatocumulative processor
+// first, on a copy: the connector does not mutate its input.
 func (c *alertEventsConnector) ConsumeMetrics(ctx context.Context, md pmetric.Metrics) error {
-	now := c.clock.Now().UnixMilli()
-	c.convMu.Lock()
-	res := c.conv.Convert(md, now, func(lset labels.Labels, st, t int64, v float64) {
-		c.store.AppendWithStart(lset, st, t, v)
-	})
-	c.convMu.Unlock()
+	if !hasDelta(md) {
+		return c.ingest(ctx, md)
+	}
+	cp := pmetric.NewMetrics()
+	md.CopyTo(cp)
+	in := int64(cp.DataPointCount())
+	var out deltaOut
+	// The processor calls ingest synchronously with the context it was given.
+	if err := c.deltas.ConsumeMetrics(context.WithValue(ctx, deltaOutKey{}, &out), cp); err != nil {
+		return err
+	}
+	if dropped := in - out.points; dropped > 0 {
+		c.telemetry.AlertEventsStoreDropped.Add(ctx, dropped, deltaAttrs)
+	}
+	return nil
+}
+
+type (
+	deltaOutKey struct{}
+	// deltaOut counts the data points the deltatocumulative processor passed on.
+	deltaOut struct{ points int64 }
+)
+
+// ingest writes cumulative metrics to the store.
+func (c *alertEventsConnector) ingest(ctx context.Context, md pmetric.Metrics) error {
+	if out, ok := ctx.Value(deltaOutKey{}).(*deltaOut); ok {
+		out.points += int64(md.DataPointCount())
+	}
+	res := c.store.Ingest(ctx, md, c.translation)
 	if res.Unsupported > 0 {
-		c.telemetry.AlertEventsStoreDropped.Add(ctx, res.Unsupported, unsupportedAttrs)
+		c.telemetry.AlertEventsStoreDropped.Add(ctx, res.Unsupported, dropReasonAttrs[tsdbstore.DropUnsupported])
 	}
 	if res.Invalid > 0 {
-		c.telemetry.AlertEventsStoreDropped.Add(ctx, res.Invalid, invalidAttrs)
-	}
-	if res.DeltaLimit > 0 {
-		c.telemetry.AlertEventsStoreDropped.Add(ctx, res.DeltaLimit, dropReasonAttrs[store.DropSeriesLimit])
+		c.telemetry.AlertEventsStoreDropped.Add(ctx, res.Invalid, dropReasonAttrs[tsdbstore.DropInvalid])
 	}
 	c.recordStoreDrops(ctx)
 	return nil
+}
+
+func hasDelta(md pmetric.Metrics) bool {
+	rms := md.ResourceMetrics()
+	for i := 0; i < rms.Len(); i++ {
+		sms := rms.At(i).ScopeMetrics()
+		for j := 0; j < sms.Len(); j++ {
+			ms := sms.At(j).Metrics()
+			for k := 0; k < ms.Len(); k++ {
+				m := ms.At(k)
+				switch m.Type() {
+				case pmetric.MetricTypeSum:
+					if m.Sum().AggregationTemporality() == pmetric.AggregationTemporalityDelta {
+						return true
+					}
+				case pmetric.MetricTypeHistogram:
+					if m.Histogram().AggregationTemporality() == pmetric.AggregationTemporalityDelta {
+						return true
+					}
+				case pmetric.MetricTypeExponentialHistogram:
+					if m.ExponentialHistogram().AggregationTemporality() == pmetric.AggregationTemporalityDelta {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
 }
 
 func (c *alertEventsConnector) recordStoreDrops(ctx context.Context) {
@@ -307,14 +400,19 @@ func (c *alertEventsConnector) recordStoreDrops(ctx context.Context) {
 	}
 }
 
-func (c *alertEventsConnector) Start(_ context.Context, _ component.Host) error {
+func (c *alertEventsConnector) Start(ctx context.Context, host component.Host) error {
+	var err error
 	c.startOnce.Do(func() {
+		if err = c.deltas.Start(ctx, host); err != nil {
+			close(c.loopDone)
+			return
+		}
 		if c.notifier != nil {
 			c.notifier.start()
 		}
 		go c.loop()
 	})
-	return nil
+	return err
 }
 
 func (c *alertEventsConnector) loop() {
@@ -335,7 +433,7 @@ func (c *alertEventsConnector) loop() {
 		select {
 		case <-c.stopCh:
 			return
-		case ts := <-t.C():
+		case ts := <-t.Chan():
 			c.evaluate(ctx, ts)
 		}
 	}
@@ -348,13 +446,21 @@ func (c *alertEventsConnector) Shutdown(ctx context.Context) error {
 	c.stopOnce.Do(func() {
 		close(c.stopCh)
 		c.startOnce.Do(func() { close(c.loopDone) }) // never started: no loop to wait for
+		loopDone := true
 		select {
 		case <-c.loopDone:
 		case <-ctx.Done():
+			loopDone = false
 			err = fmt.Errorf("waiting for the evaluation loop: %w", ctx.Err())
 		}
 		if c.notifier != nil {
 			err = errors.Join(err, c.notifier.stop(ctx))
+		}
+		err = errors.Join(err, c.deltas.Shutdown(ctx))
+		if loopDone {
+			// An evaluation still running would query a closed head: the head
+			// (memory only) is then left to the garbage collector.
+			err = errors.Join(err, c.store.Close())
 		}
 		c.telemetry.Shutdown()
 	})
@@ -367,11 +473,9 @@ func (c *alertEventsConnector) evaluate(ctx context.Context, ts time.Time) {
 	// Wall time rather than the injected clock: this measures how long the
 	// evaluation takes, not the time it evaluates at.
 	start := time.Now()
-	mint := ts.Add(-c.retention).UnixMilli()
-	c.store.Truncate(mint)
-	c.convMu.Lock()
-	c.conv.Expire(mint)
-	c.convMu.Unlock()
+	if err := c.store.Truncate(ts.Add(-c.retention).UnixMilli()); err != nil {
+		c.logger.Warn("Truncating the TSDB head failed", zap.Error(err))
+	}
 
 	var events []alertEvent
 	seen := make(map[alertKey]struct{}, len(c.tracked))

@@ -10,10 +10,11 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"sync"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
@@ -29,42 +30,13 @@ import (
 	"github.com/imcol/imcol/connectors/alerteventsconnector/internal/metadatatest"
 )
 
-// fakeClock never ticks unless the test sends on ticks, so tests drive
-// evaluate() with explicit timestamps and no evaluation races with them.
-type fakeClock struct {
-	mu    sync.Mutex
-	now   time.Time
-	ticks chan time.Time
-}
-
-func newFakeClock(t0 time.Time) *fakeClock { return &fakeClock{now: t0, ticks: make(chan time.Time)} }
-
-func (f *fakeClock) Now() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.now
-}
-
-func (f *fakeClock) Set(t time.Time) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.now = t
-}
-
-func (f *fakeClock) NewTicker(time.Duration) ticker { return fakeTicker{f.ticks} }
-
-type fakeTicker struct{ c chan time.Time }
-
-func (t fakeTicker) C() <-chan time.Time { return t.c }
-func (fakeTicker) Stop()                 {}
-
 var t0 = time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
 
 type harness struct {
 	t     *testing.T
 	c     *alertEventsConnector
 	sink  *consumertest.LogsSink
-	clock *fakeClock
+	clock *clockwork.FakeClock
 	tel   *componenttest.Telemetry
 }
 
@@ -76,7 +48,9 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 	tel := componenttest.NewTelemetry()
 	t.Cleanup(func() { require.NoError(t, tel.Shutdown(context.Background())) })
 	sink := new(consumertest.LogsSink)
-	clk := newFakeClock(t0)
+	// The fake clock only moves when a test advances it: tests call evaluate
+	// with explicit timestamps and no ticker evaluation races with them.
+	clk := clockwork.NewFakeClockAt(t0)
 	c, err := newConnector(metadatatest.NewSettings(tel), cfg, sink, clk)
 	require.NoError(t, err)
 	require.NoError(t, c.Start(context.Background(), componenttest.NewNopHost()))
@@ -100,7 +74,6 @@ func (h *harness) push(ts time.Time, build func(pmetric.MetricSlice, pcommon.Tim
 	sm := rm.ScopeMetrics().AppendEmpty()
 	sm.Scope().SetName("test")
 	build(sm.Metrics(), pcommon.NewTimestampFromTime(ts))
-	h.clock.Set(ts)
 	require.NoError(h.t, h.c.ConsumeMetrics(context.Background(), md))
 }
 
@@ -145,7 +118,6 @@ func counter(name string, start time.Time, v float64, temporality pmetric.Aggreg
 func (h *harness) eval(ts time.Time) []plog.LogRecord {
 	h.t.Helper()
 	before := len(h.sink.AllLogs())
-	h.clock.Set(ts)
 	h.c.evaluate(context.Background(), ts)
 	var out []plog.LogRecord
 	for _, ld := range h.sink.AllLogs()[before:] {
@@ -510,23 +482,58 @@ func TestAlertmanagerFailuresAreCounted(t *testing.T) {
 
 func TestLoopEvaluatesOnTicks(t *testing.T) {
 	h := newHarness(t, inlineRule(map[string]any{"alert": "Now", "expr": "vector(1)"}))
-	h.clock.ticks <- t0
-	// The ticker channel is unbuffered: the second tick is taken only after
-	// the first evaluation finished.
-	h.clock.ticks <- t0.Add(15 * time.Second)
-	require.Len(t, h.sink.AllLogs(), 1)
-	assert.Equal(t, 1, h.sink.LogRecordCount())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, h.clock.BlockUntilContext(ctx, 1), "the loop's ticker")
+	h.clock.Advance(15 * time.Second)
+	// The loop evaluates on its own goroutine: wait for the event it emits.
+	require.Eventually(t, func() bool { return h.sink.LogRecordCount() == 1 }, 10*time.Second, 5*time.Millisecond)
+	lr := h.sink.AllLogs()[0].ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0)
+	assert.Equal(t, pcommon.NewTimestampFromTime(t0.Add(15*time.Second)), lr.Timestamp(), "evaluated at the tick's time")
+	h.clock.Advance(15 * time.Second)
+	require.Eventually(t, func() bool {
+		m, err := h.tel.GetMetric("otelcol_alert_events_evaluations")
+		if err != nil {
+			return false
+		}
+		sum, ok := m.Data.(metricdata.Sum[int64])
+		return ok && len(sum.DataPoints) == 1 && sum.DataPoints[0].Value == 2
+	}, 10*time.Second, 5*time.Millisecond, "a second evaluation on the second tick")
+	assert.Equal(t, 1, h.sink.LogRecordCount(), "vector(1) fires once")
 }
 
 func TestDerivedRetention(t *testing.T) {
 	cfg := createDefaultConfig().(*Config)
 	cfg.Groups = []map[string]any{{"name": "g", "rules": []any{
 		map[string]any{"alert": "A", "expr": "rate(x[10m] offset 5m) > 0"},
+		// The subquery's 30m window plus the 1m range of its first step.
 		map[string]any{"alert": "B", "expr": "max_over_time(rate(y[1m])[30m:1m]) > 0"},
 	}}}
 	loaded, err := loadRuleGroups(cfg, discardLogger())
 	require.NoError(t, err)
-	assert.Equal(t, 31*time.Minute+5*time.Minute+15*time.Second, derivedRetention(loaded, 5*time.Minute, 15*time.Second))
+	retention, fixed := derivedRetention(loaded, 5*time.Minute, 15*time.Second)
+	assert.Equal(t, 31*time.Minute+15*time.Second, retention)
+	assert.Empty(t, fixed)
+
+	for _, tc := range []struct {
+		expr  string
+		want  time.Duration
+		fixed bool
+	}{
+		{expr: "up == 0", want: 5 * time.Minute},                 // lookback_delta
+		{expr: "up offset 10m == 0", want: 15 * time.Minute},     // offset + lookback
+		{expr: "up offset -1m == 0", want: 4 * time.Minute},      // a negative offset reads later
+		{expr: "rate(x[5m] @ end()) > 0", want: 5 * time.Minute}, // @ end() is the evaluation time
+		{expr: "rate(x[5m] @ 1700000000) > 0", want: 5 * time.Minute, fixed: true},
+		{expr: "max_over_time(up[10m:1m] offset 2m) > 0", want: 17 * time.Minute}, // subquery + its instant selectors' lookback
+		{expr: "vector(1)", want: 0},
+	} {
+		expr, perr := promqlParser.ParseExpr(tc.expr)
+		require.NoError(t, perr)
+		got, fixed := exprWindow(expr, 5*time.Minute)
+		assert.Equal(t, tc.want, got, tc.expr)
+		assert.Equal(t, tc.fixed, fixed, tc.expr)
+	}
 
 	// A query_offset shifts its own group only: the 10m window read 2m back
 	// beats the 5m window read 4m back, and offsets do not add up.
@@ -536,14 +543,15 @@ func TestDerivedRetention(t *testing.T) {
 	}
 	loaded, err = loadRuleGroups(cfg, discardLogger())
 	require.NoError(t, err)
-	assert.Equal(t, 12*time.Minute+5*time.Minute+15*time.Second, derivedRetention(loaded, 5*time.Minute, 15*time.Second))
+	retention, _ = derivedRetention(loaded, 5*time.Minute, 15*time.Second)
+	assert.Equal(t, 12*time.Minute+15*time.Second, retention)
 }
 
 func TestShutdownWithoutStart(t *testing.T) {
 	cfg := createDefaultConfig().(*Config)
 	inlineRule(instanceDown)(cfg)
 	cfg.Alertmanagers = []AlertmanagerConfig{{Endpoint: "http://127.0.0.1:1"}}
-	c, err := newConnector(metadatatest.NewSettings(componenttest.NewTelemetry()), cfg, consumertest.NewNop(), newFakeClock(t0))
+	c, err := newConnector(metadatatest.NewSettings(componenttest.NewTelemetry()), cfg, consumertest.NewNop(), clockwork.NewFakeClockAt(t0))
 	require.NoError(t, err)
 	require.NoError(t, c.Shutdown(context.Background()))
 	require.NoError(t, c.Shutdown(context.Background()))
@@ -589,4 +597,24 @@ func TestAlertmanagerOverTLS(t *testing.T) {
 
 func pemCert(srv *httptest.Server) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+}
+
+func TestRefusedDeltasAreCounted(t *testing.T) {
+	h := newHarness(t, inlineRule(instanceDown))
+	start := t0.Add(-time.Minute)
+	h.push(t0, counter("im.retried", start, 2, pmetric.AggregationTemporalityDelta))
+	h.push(t0.Add(15*time.Second), counter("im.retried", t0, 3, pmetric.AggregationTemporalityDelta))
+	// Out of order: deltatocumulative refuses a point not newer than the running total.
+	h.push(t0.Add(10*time.Second), counter("im.retried", t0, 1, pmetric.AggregationTemporalityDelta))
+	metadatatest.AssertEqualAlertEventsStoreDropped(t, h.tel, []metricdata.DataPoint[int64]{
+		{Value: 1, Attributes: attrSet("reason", "delta")},
+	}, metricdatatestIgnore()...)
+	got := h.latest(t)
+	var lost []float64
+	for k, v := range got {
+		if strings.Contains(k, `__name__="im_retried_total"`) {
+			lost = append(lost, v)
+		}
+	}
+	assert.Equal(t, []float64{5}, lost, "2 + 3, the refused point left out")
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
 )
@@ -109,56 +110,63 @@ func loadRuleGroups(cfg *Config, logger *slog.Logger) ([]loadedGroup, error) {
 	return out, errors.Join(errs...)
 }
 
-// derivedRetention is the history the rules can read: the longest range or
-// subquery window plus its offset, plus the lookback delta that instant
-// selectors at the window's start need, plus one evaluation interval.
-func derivedRetention(groups []loadedGroup, lookback, interval time.Duration) time.Duration {
+// derivedRetention is the history the rules can read: for each rule, how far
+// before its evaluation time Prometheus's engine selects samples
+// (promql.FindMinMaxTime: ranges, subqueries, offset, @ and the lookback delta
+// of instant selectors), plus the group's query_offset, plus one evaluation
+// interval for subquery step alignment and evaluation jitter.
+//
+// A selector pinned to a fixed time (`@ 1700000000`) would need history back
+// to that time, ever longer; it is counted with its range and offset as if it
+// were read at the evaluation time, and fixedTimeRules names the rules that have
+// one so that the connector can warn.
+func derivedRetention(groups []loadedGroup, lookback, interval time.Duration) (retention time.Duration, fixedTimeRules []string) {
 	var longest time.Duration
 	for _, g := range groups {
-		// A group's query_offset shifts only that group's reads back.
-		var groupLongest time.Duration
+		var groupOffset time.Duration
+		if g.group.QueryOffset != nil {
+			groupOffset = time.Duration(*g.group.QueryOffset)
+		}
 		for _, r := range g.group.Rules {
 			expr, err := promqlParser.ParseExpr(r.Expr)
 			if err != nil {
 				continue
 			}
-			groupLongest = max(groupLongest, exprWindow(expr))
+			w, fixed := exprWindow(expr, lookback)
+			if fixed {
+				fixedTimeRules = append(fixedTimeRules, r.Alert+r.Record)
+			}
+			longest = max(longest, w+groupOffset)
 		}
-		if g.group.QueryOffset != nil {
-			groupLongest += time.Duration(*g.group.QueryOffset)
-		}
-		longest = max(longest, groupLongest)
 	}
-	return longest + lookback + interval
+	return longest + interval, fixedTimeRules
 }
 
-// exprWindow is how far back from the evaluation time an expression reads.
-func exprWindow(expr parser.Expr) time.Duration {
-	var longest time.Duration
-	var walk func(n parser.Node, outer time.Duration)
-	walk = func(n parser.Node, outer time.Duration) {
+// exprWindow is how far back from the evaluation time an expression reads,
+// and whether it has a selector or subquery pinned to a fixed time. expr is
+// modified.
+func exprWindow(expr parser.Expr, lookback time.Duration) (time.Duration, bool) {
+	fixed := false
+	parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
 		switch e := n.(type) {
-		case *parser.MatrixSelector:
-			vs, _ := e.VectorSelector.(*parser.VectorSelector)
-			off := time.Duration(0)
-			if vs != nil {
-				off = vs.OriginalOffset
-			}
-			longest = max(longest, outer+e.Range+off)
-			return
 		case *parser.VectorSelector:
-			longest = max(longest, outer+e.OriginalOffset)
-			return
+			if e.Timestamp != nil && e.StartOrEnd == 0 {
+				fixed, e.Timestamp = true, nil
+			}
 		case *parser.SubqueryExpr:
-			inner := outer + e.Range + e.OriginalOffset
-			longest = max(longest, inner)
-			walk(e.Expr, inner)
-			return
+			if e.Timestamp != nil && e.StartOrEnd == 0 {
+				fixed, e.Timestamp = true, nil
+			}
 		}
-		for _, c := range parser.Children(n) {
-			walk(c, outer)
-		}
+		return nil
+	})
+	// Any reference time works once fixed times are gone; the rule's instant
+	// query has start = end = the evaluation time.
+	ref := time.Unix(1<<32, 0)
+	mint, _ := promql.FindMinMaxTime(&parser.EvalStmt{Expr: expr, Start: ref, End: ref, LookbackDelta: lookback})
+	if mint == 0 {
+		return 0, fixed // no selector (vector(1), time())
 	}
-	walk(expr, 0)
-	return longest
+	// FindMinMaxTime excludes the window's first millisecond, as the engine does.
+	return time.Duration(ref.UnixMilli()-mint+1) * time.Millisecond, fixed
 }

@@ -37,8 +37,8 @@ type TelemetryBuilder struct {
 	AlertEventsNotificationsDropped metric.Int64ObservableCounter
 	AlertEventsNotificationsFailed  metric.Int64ObservableCounter
 	AlertEventsNotificationsSent    metric.Int64ObservableCounter
+	AlertEventsStoreChunks          metric.Int64ObservableGauge
 	AlertEventsStoreDropped         metric.Int64Counter
-	AlertEventsStoreSamples         metric.Int64ObservableGauge
 	AlertEventsStoreSeries          metric.Int64ObservableGauge
 }
 
@@ -113,12 +113,12 @@ func (builder *TelemetryBuilder) RegisterAlertEventsNotificationsSentCallback(cb
 	return nil
 }
 
-// RegisterAlertEventsStoreSamplesCallback sets callback for observable AlertEventsStoreSamples metric.
-func (builder *TelemetryBuilder) RegisterAlertEventsStoreSamplesCallback(cb metric.Int64Callback) error {
+// RegisterAlertEventsStoreChunksCallback sets callback for observable AlertEventsStoreChunks metric.
+func (builder *TelemetryBuilder) RegisterAlertEventsStoreChunksCallback(cb metric.Int64Callback) error {
 	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
-		cb(ctx, &observerInt64{inst: builder.AlertEventsStoreSamples, obs: o})
+		cb(ctx, &observerInt64{inst: builder.AlertEventsStoreChunks, obs: o})
 		return nil
-	}, builder.AlertEventsStoreSamples)
+	}, builder.AlertEventsStoreChunks)
 	if err != nil {
 		return err
 	}
@@ -226,21 +226,21 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		metric.WithUnit("{alert}"),
 	)
 	errs = errors.Join(errs, err)
-	builder.AlertEventsStoreDropped, err = builder.meter.Int64Counter(
-		"otelcol_alert_events_store_dropped",
-		metric.WithDescription("Samples not stored or evicted early, by reason. [Development]"),
-		metric.WithUnit("{sample}"),
+	builder.AlertEventsStoreChunks, err = builder.meter.Int64ObservableGauge(
+		"otelcol_alert_events_store_chunks",
+		metric.WithDescription("Chunks (of up to 120 samples each) held in the in-memory TSDB head. [Development]"),
+		metric.WithUnit("{chunk}"),
 	)
 	errs = errors.Join(errs, err)
-	builder.AlertEventsStoreSamples, err = builder.meter.Int64ObservableGauge(
-		"otelcol_alert_events_store_samples",
-		metric.WithDescription("Samples held in the in-memory metrics store. [Development]"),
+	builder.AlertEventsStoreDropped, err = builder.meter.Int64Counter(
+		"otelcol_alert_events_store_dropped",
+		metric.WithDescription("Samples not stored, by reason. [Development]"),
 		metric.WithUnit("{sample}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.AlertEventsStoreSeries, err = builder.meter.Int64ObservableGauge(
 		"otelcol_alert_events_store_series",
-		metric.WithDescription("Series held in the in-memory metrics store. [Development]"),
+		metric.WithDescription("Series held in the in-memory TSDB head, rule results included. [Development]"),
 		metric.WithUnit("{series}"),
 	)
 	errs = errors.Join(errs, err)

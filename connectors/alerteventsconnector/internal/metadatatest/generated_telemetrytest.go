@@ -162,10 +162,24 @@ func AssertEqualAlertEventsNotificationsSent(t *testing.T, tt *componenttest.Tel
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }
 
+func AssertEqualAlertEventsStoreChunks(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_alert_events_store_chunks",
+		Description: "Chunks (of up to 120 samples each) held in the in-memory TSDB head. [Development]",
+		Unit:        "{chunk}",
+		Data: metricdata.Gauge[int64]{
+			DataPoints: dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_alert_events_store_chunks")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
 func AssertEqualAlertEventsStoreDropped(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_alert_events_store_dropped",
-		Description: "Samples not stored or evicted early, by reason. [Development]",
+		Description: "Samples not stored, by reason. [Development]",
 		Unit:        "{sample}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,
@@ -178,24 +192,10 @@ func AssertEqualAlertEventsStoreDropped(t *testing.T, tt *componenttest.Telemetr
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }
 
-func AssertEqualAlertEventsStoreSamples(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
-	want := metricdata.Metrics{
-		Name:        "otelcol_alert_events_store_samples",
-		Description: "Samples held in the in-memory metrics store. [Development]",
-		Unit:        "{sample}",
-		Data: metricdata.Gauge[int64]{
-			DataPoints: dps,
-		},
-	}
-	got, err := tt.GetMetric("otelcol_alert_events_store_samples")
-	require.NoError(t, err)
-	metricdatatest.AssertEqual(t, want, got, opts...)
-}
-
 func AssertEqualAlertEventsStoreSeries(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_alert_events_store_series",
-		Description: "Series held in the in-memory metrics store. [Development]",
+		Description: "Series held in the in-memory TSDB head, rule results included. [Development]",
 		Unit:        "{series}",
 		Data: metricdata.Gauge[int64]{
 			DataPoints: dps,

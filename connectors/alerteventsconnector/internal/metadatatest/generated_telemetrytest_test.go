@@ -36,7 +36,7 @@ func TestSetupTelemetry(t *testing.T) {
 		observer.Observe(1)
 		return nil
 	}))
-	require.NoError(t, tb.RegisterAlertEventsStoreSamplesCallback(func(_ context.Context, observer metric.Int64Observer) error {
+	require.NoError(t, tb.RegisterAlertEventsStoreChunksCallback(func(_ context.Context, observer metric.Int64Observer) error {
 		observer.Observe(1)
 		return nil
 	}))
@@ -77,10 +77,10 @@ func TestSetupTelemetry(t *testing.T) {
 	AssertEqualAlertEventsNotificationsSent(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
-	AssertEqualAlertEventsStoreDropped(t, testTel,
+	AssertEqualAlertEventsStoreChunks(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
-	AssertEqualAlertEventsStoreSamples(t, testTel,
+	AssertEqualAlertEventsStoreDropped(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualAlertEventsStoreSeries(t, testTel,

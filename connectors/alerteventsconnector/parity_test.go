@@ -1,4 +1,4 @@
-package otlpconv
+package alerteventsconnector
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
@@ -27,8 +29,8 @@ import (
 )
 
 var (
-	start = time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
-	now   = start.Add(time.Minute)
+	parityStart = time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
+	parityNow   = parityStart.Add(time.Minute)
 )
 
 // sampleMetrics covers every metric type and the naming corner cases:
@@ -46,7 +48,7 @@ func sampleMetrics(ts time.Time, deltaStart time.Time, deltaValue float64) pmetr
 	sm.Scope().SetName("github.com/openim/gateway")
 	sm.Scope().SetVersion("v3.8.0")
 	sm.Scope().Attributes().PutStr("team", "im")
-	pts, pstart := pcommon.NewTimestampFromTime(ts), pcommon.NewTimestampFromTime(start)
+	pts, pstart := pcommon.NewTimestampFromTime(ts), pcommon.NewTimestampFromTime(parityStart)
 
 	add := func(name, unit string) pmetric.Metric {
 		m := sm.Metrics().AppendEmpty()
@@ -153,7 +155,10 @@ func scrapeExporter(t *testing.T, rawCfg map[string]any, batches ...pmetric.Metr
 	require.NoError(t, exp.Start(context.Background(), componenttest.NewNopHost()))
 	defer func() { require.NoError(t, exp.Shutdown(context.Background())) }()
 	for _, md := range batches {
-		require.NoError(t, exp.ConsumeMetrics(context.Background(), md))
+		// The exporter accumulates deltas in place: give it its own copy.
+		cp := pmetric.NewMetrics()
+		md.CopyTo(cp)
+		require.NoError(t, exp.ConsumeMetrics(context.Background(), cp))
 	}
 	resp, err := http.Get("http://" + endpoint + "/metrics")
 	require.NoError(t, err)
@@ -212,32 +217,57 @@ func scrapeExporter(t *testing.T, rawCfg map[string]any, batches ...pmetric.Metr
 	return out
 }
 
-func convert(set Settings, batches ...pmetric.Metrics) series {
-	c := New(set)
-	out := series{}
+// storeSeries feeds the batches through the connector's ingestion path
+// (ConsumeMetrics: deltatocumulative, Prometheus's OTLP translator, the TSDB
+// head) and returns the newest sample of every series, read back through the
+// store's querier.
+func storeSeries(t *testing.T, tr TranslationConfig, batches ...pmetric.Metrics) series {
+	t.Helper()
+	h := newHarness(t, func(cfg *Config) {
+		inlineRule(instanceDown)(cfg)
+		cfg.Translation = tr
+	})
 	for _, md := range batches {
-		c.Convert(md, now.UnixMilli(), func(lset labels.Labels, _, _ int64, v float64) {
-			out[lset.String()] = v
-		})
+		require.NoError(t, h.c.ConsumeMetrics(context.Background(), md))
 	}
+	return h.latest(t)
+}
+
+// latest returns the newest sample of every series the store holds.
+func (h *harness) latest(t *testing.T) series {
+	t.Helper()
+	q, err := h.c.store.Querier(math.MinInt64, math.MaxInt64)
+	require.NoError(t, err)
+	defer q.Close()
+	set := q.Select(context.Background(), true, nil, labels.MustNewMatcher(labels.MatchRegexp, model.MetricNameLabel, ".+"))
+	out := series{}
+	for set.Next() {
+		it := set.At().Iterator(nil)
+		for it.Next() == chunkenc.ValFloat {
+			_, v := it.At()
+			out[set.At().Labels().String()] = v
+		}
+		require.NoError(t, it.Err())
+	}
+	require.NoError(t, set.Err())
 	return out
 }
 
 // TestParityWithPrometheusExporter feeds the same OTLP data to contrib's
-// prometheus exporter and to the converter: the series (names, labels,
-// values) must be identical.
+// prometheus exporter and to the connector: the series (names, labels,
+// values) the rules can select must be identical to what the exporter serves.
 func TestParityWithPrometheusExporter(t *testing.T) {
 	batches := []pmetric.Metrics{
-		sampleMetrics(now.Add(-30*time.Second), start, 3),
+		sampleMetrics(parityNow.Add(-30*time.Second), parityStart, 3),
 		// The delta continues the previous one: accumulated to 3 + 4.
-		sampleMetrics(now, now.Add(-30*time.Second), 4),
+		sampleMetrics(parityNow, parityNow.Add(-30*time.Second), 4),
 	}
 	for _, tc := range []struct {
 		name string
 		raw  map[string]any
-		set  Settings
+		set  TranslationConfig
 	}{
-		{name: "defaults", raw: map[string]any{}, set: Settings{AddMetricSuffixes: true, MaxDeltaSeries: 10}},
+		{name: "defaults", raw: map[string]any{}, set: TranslationConfig{AddMetricSuffixes: true}},
 		{
 			name: "resource to telemetry, no scope info, namespace",
 			raw: map[string]any{
@@ -245,12 +275,12 @@ func TestParityWithPrometheusExporter(t *testing.T) {
 				"without_scope_info":               true,
 				"namespace":                        "edge",
 			},
-			set: Settings{AddMetricSuffixes: true, WithoutScopeInfo: true, ResourceToTelemetryConversion: true, Namespace: "edge", MaxDeltaSeries: 10},
+			set: TranslationConfig{AddMetricSuffixes: true, WithoutScopeInfo: true, ResourceToTelemetryConversion: true, Namespace: "edge"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			want := scrapeExporter(t, tc.raw, batches...)
-			got := convert(tc.set, batches...)
+			got := storeSeries(t, tc.set, batches...)
 			assert.Equal(t, sortedKeys(want), sortedKeys(got))
 			for k, v := range want {
 				assert.InDelta(t, v, got[k], 1e-9, k)
@@ -283,65 +313,15 @@ func sortedKeys(s series) []string {
 	return out
 }
 
-func TestStaleAndUnsupported(t *testing.T) {
-	md := pmetric.NewMetrics()
-	sm := md.ResourceMetrics().AppendEmpty().ScopeMetrics().AppendEmpty()
-	g := sm.Metrics().AppendEmpty()
-	g.SetName("up")
-	dp := g.SetEmptyGauge().DataPoints().AppendEmpty()
-	dp.SetFlags(pmetric.DefaultDataPointFlags.WithNoRecordedValue(true))
-	eh := sm.Metrics().AppendEmpty()
-	eh.SetName("latency")
-	eh.SetEmptyExponentialHistogram().DataPoints().AppendEmpty()
-	nd := sm.Metrics().AppendEmpty()
-	nd.SetName("queue")
-	s := nd.SetEmptySum()
-	s.SetAggregationTemporality(pmetric.AggregationTemporalityDelta)
-	s.DataPoints().AppendEmpty()
-
-	var got []float64
-	res := New(Settings{AddMetricSuffixes: true, MaxDeltaSeries: 1}).Convert(md, now.UnixMilli(), func(_ labels.Labels, _, tms int64, v float64) {
-		assert.Equal(t, now.UnixMilli(), tms, "points without a timestamp are stamped on arrival")
-		got = append(got, v)
-	})
-	require.Len(t, got, 1)
-	assert.True(t, math.IsNaN(got[0]))
-	assert.Equal(t, int64(2), res.Unsupported)
-}
-
-func TestHostileInputNeverPanics(t *testing.T) {
-	md := pmetric.NewMetrics()
-	sm := md.ResourceMetrics().AppendEmpty().ScopeMetrics().AppendEmpty()
-	add := func(name string) pmetric.Metric {
-		m := sm.Metrics().AppendEmpty()
-		m.SetName(name)
-		return m
+// formatFloat renders le and quantile values as client_golang's text exposition does.
+func formatFloat(f float64) string {
+	switch {
+	case math.IsInf(f, 1):
+		return "+Inf"
+	case math.IsInf(f, -1):
+		return "-Inf"
+	case math.IsNaN(f):
+		return "NaN"
 	}
-	add("") // no name, no data
-	g := add("nan.gauge").SetEmptyGauge().DataPoints().AppendEmpty()
-	g.SetDoubleValue(math.NaN())
-	g.Attributes().PutStr("a.b", "1")
-	g.Attributes().PutStr("a_b", "2") // collides with a.b once translated
-	inf := add("inf.gauge").SetEmptyGauge().DataPoints().AppendEmpty()
-	inf.SetDoubleValue(math.Inf(-1))
-	inf.Attributes().PutEmptyMap("nested").PutStr("k", "v")
-	for _, counts := range [][]uint64{nil, {1}, {1, 2, 3, 4, 5, 6, 7}} {
-		h := add("odd.histogram").SetEmptyHistogram()
-		h.SetAggregationTemporality(pmetric.AggregationTemporalityDelta)
-		dp := h.DataPoints().AppendEmpty()
-		dp.ExplicitBounds().FromRaw([]float64{5, 1, 5, math.Inf(1)})
-		dp.BucketCounts().FromRaw(counts)
-		dp.SetCount(3)
-	}
-	s := add("empty.summary").SetEmptySummary().DataPoints().AppendEmpty()
-	s.QuantileValues().AppendEmpty().SetQuantile(math.NaN())
-
-	c := New(Settings{AddMetricSuffixes: true, MaxDeltaSeries: 2})
-	var n int
-	res := c.Convert(md, now.UnixMilli(), func(lset labels.Labels, _, _ int64, _ float64) {
-		n++
-		assert.NotEmpty(t, lset.Get(model.MetricNameLabel))
-	})
-	assert.Positive(t, n)
-	assert.Equal(t, int64(1), res.Invalid, "the gauge whose attributes collide as labels is refused and counted")
+	return strconv.FormatFloat(f, 'g', -1, 64)
 }
