@@ -36,6 +36,16 @@ type ProfileSummary struct {
 	// ByFlat is sorted as `pprof -top`, ByCum as `pprof -top -cum`.
 	ByFlat []ProfileFunc `json:"top_flat"`
 	ByCum  []ProfileFunc `json:"top_cum"`
+	// Focus is, per substring asked for, the share of the samples with a function whose name
+	// contains it anywhere in the stack (`pprof -focus`), e.g. one component's package.
+	Focus []ProfileShare `json:"focus,omitempty"`
+}
+
+// ProfileShare is the part of a profile under the functions matching a substring.
+type ProfileShare struct {
+	Match   string  `json:"match"`
+	Value   int64   `json:"value"`
+	Percent float64 `json:"percent"`
 }
 
 // maxProfile bounds a fetched profile; a collector's CPU profile is a few hundred KiB.
@@ -64,8 +74,9 @@ func FetchProfile(ctx context.Context, url string) (*profile.Profile, error) {
 }
 
 // SummarizeProfile gives the n functions of p with the most flat and the most cum of the
-// sample type named sampleType. Inlined functions count as functions of their own, as in pprof.
-func SummarizeProfile(p *profile.Profile, sampleType string, n int) (ProfileSummary, error) {
+// sample type named sampleType, and the share under each focus substring. Inlined functions
+// count as functions of their own, as in pprof.
+func SummarizeProfile(p *profile.Profile, sampleType string, n int, focus ...string) (ProfileSummary, error) {
 	idx := slices.IndexFunc(p.SampleType, func(v *profile.ValueType) bool { return v.Type == sampleType })
 	if idx < 0 {
 		var have []string
@@ -87,14 +98,24 @@ func SummarizeProfile(p *profile.Profile, sampleType string, n int) (ProfileSumm
 		}
 		return f
 	}
+	shares := make([]ProfileShare, len(focus))
+	for i, f := range focus {
+		shares[i].Match = f
+	}
 	for _, smp := range p.Sample {
 		v := smp.Value[idx]
 		if v == 0 {
 			continue
 		}
 		s.Total += v
+		names := stackNames(smp)
+		for i := range shares {
+			if slices.ContainsFunc(names, func(n string) bool { return strings.Contains(n, shares[i].Match) }) {
+				shares[i].Value += v
+			}
+		}
 		seen := map[string]bool{}
-		for i, name := range stackNames(smp) {
+		for i, name := range names {
 			if i == 0 {
 				get(name).Flat += v
 			}
@@ -103,6 +124,14 @@ func SummarizeProfile(p *profile.Profile, sampleType string, n int) (ProfileSumm
 				get(name).Cum += v
 			}
 		}
+	}
+	for i := range shares {
+		if s.Total != 0 {
+			shares[i].Percent = 100 * float64(shares[i].Value) / float64(s.Total)
+		}
+	}
+	if len(shares) > 0 {
+		s.Focus = shares
 	}
 	all := make([]ProfileFunc, 0, len(funcs))
 	for _, f := range funcs {

@@ -51,8 +51,9 @@ func handMade(t *testing.T) *profile.Profile {
 }
 
 func TestSummarizeProfileFlatAndCum(t *testing.T) {
-	s, err := SummarizeProfile(handMade(t), "cpu", 10)
+	s, err := SummarizeProfile(handMade(t), "cpu", 10, "hash", "wor", "nothing")
 	require.NoError(t, err)
+	assert.Equal(t, []ProfileShare{{Match: "hash", Value: 10, Percent: 10}, {Match: "wor", Value: 60, Percent: 60}, {Match: "nothing"}}, s.Focus)
 	assert.Equal(t, "nanoseconds", s.Unit)
 	assert.Equal(t, int64(100), s.Total)
 	assert.Equal(t, "2s", s.Duration)
@@ -71,6 +72,7 @@ func TestSummarizeProfileFlatAndCum(t *testing.T) {
 	// A recursive stack counts its function once in cum.
 	s, err = SummarizeProfile(handMade(t), "samples", 2)
 	require.NoError(t, err)
+	assert.Nil(t, s.Focus)
 	assert.Equal(t, int64(15), s.Total)
 	require.Len(t, s.ByFlat, 2)
 	assert.Equal(t, ProfileFunc{Function: "work", Flat: 11, FlatPercent: 100 * 11 / 15.0, Cum: 11, CumPercent: 100 * 11 / 15.0}, s.ByFlat[0])

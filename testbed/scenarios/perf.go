@@ -101,7 +101,7 @@ func DefaultThroughput() ThroughputOptions {
 		SettleDeadline:     60 * time.Second,
 		StopAtFirstFailure: true,
 		Scaling:            []int{1, 2},
-		ScalingRates:       []float64{4000, 6000, 8000, 12000},
+		ScalingRates:       []float64{2000, 4000, 6000, 8000, 12000},
 		ScalingStep:        10 * time.Second,
 		Profile:            true,
 	}
@@ -162,6 +162,13 @@ type ProfileCapture struct {
 
 // ProfileTop is how many functions a profile summary lists.
 const ProfileTop = 10
+
+// ProfileFocus are the packages whose share of each profile is reported: the IM pipeline's
+// own components, the exporters' compression, the OTLP receiver and exporter.
+var ProfileFocus = []string{
+	"imcol/processors/imlossprocessor", "imcol/connectors/sloconnector", "compress/", "batchprocessor",
+	"receiver/otlpreceiver", "exporter/exporterhelper",
+}
 
 // ThroughputResult is the throughput scenario's result.
 type ThroughputResult struct {
@@ -346,7 +353,7 @@ func profiledStep(ctx context.Context, tb testing.TB, o ThroughputOptions, v Var
 		p, err := harness.FetchProfile(pctx, col.Endpoints.PprofURL(fmt.Sprintf("%s?seconds=%d", path, pc.Seconds)))
 		var sum harness.ProfileSummary
 		if err == nil {
-			sum, err = harness.SummarizeProfile(p, sampleType, ProfileTop)
+			sum, err = harness.SummarizeProfile(p, sampleType, ProfileTop, ProfileFocus...)
 		}
 		mu.Lock()
 		defer mu.Unlock()

@@ -80,7 +80,7 @@ func run(args []string, out io.Writer) error {
 		bin     = fs.String("bin", "", "collector binary (default bin/imcol, or $"+testcollector.BinaryEnv+")")
 		varArg  = fs.String("variants", "im,baseline,peer", "pipelines of the throughput and memory scenarios (ratios need im and a reference)")
 		scArg   = fs.String("scaling", "1,2", "throughput: CPU counts of the IM pipeline's scaling table, each a fresh collector pinned with taskset to that many CPUs and GOMAXPROCS to match; none to skip")
-		scRates = fs.String("scaling-rates", "", "throughput: steps of the scaling table in messages/s (default 4000,6000,8000,12000; quick: 200,400)")
+		scRates = fs.String("scaling-rates", "", "throughput: steps of the scaling table in messages/s (default 2000,4000,6000,8000,12000; quick: 200,400)")
 		scStep  = fs.Duration("scaling-step", 0, "throughput: duration of each scaling step (default 10s; quick: 3s)")
 		profile = fs.Bool("profile", true, "throughput: one more IM step at its highest zero-drop rate with a CPU and an alloc profile read from its pprof extension")
 	)
@@ -145,7 +145,8 @@ func run(args []string, out io.Writer) error {
 		if result == nil {
 			continue // the scenario could not run; its error says why
 		}
-		rep := report{Scenario: name, Date: o.date, Quick: o.quick, Env: env, Took: time.Since(begin).Round(time.Second).String(), Result: result}
+		rep := report{Scenario: name, Date: o.date, Quick: o.quick, Env: env, Took: time.Since(begin).Round(time.Second).String(), Result: result,
+			LoadAtEnd: loadAverage()}
 		if err != nil {
 			rep.Problems = err.Error()
 		}
@@ -315,9 +316,7 @@ func describeEnvironment(ctx context.Context) environment {
 		e.OS = hi.Platform + " " + hi.PlatformVersion + " (" + e.OS + ")"
 		e.Kernel = hi.KernelVersion
 	}
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		e.SharedLoad = strings.Join(strings.Fields(string(b))[:3], " ")
-	}
+	e.SharedLoad = loadAverage()
 	e.Binary = os.Getenv(testcollector.BinaryEnv)
 	if e.Binary == "" {
 		if wd, err := os.Getwd(); err == nil {
@@ -334,12 +333,25 @@ func describeEnvironment(ctx context.Context) environment {
 	return e
 }
 
+// loadAverage is the machine's 1, 5 and 15 minute load averages, or "" where unknown.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	return strings.Join(f[:min(3, len(f))], " ")
+}
+
 type report struct {
-	Scenario string      `json:"scenario"`
-	Date     string      `json:"date"`
-	Quick    bool        `json:"quick"`
-	Took     string      `json:"took"`
-	Env      environment `json:"environment"`
+	Scenario string `json:"scenario"`
+	Date     string `json:"date"`
+	Quick    bool   `json:"quick"`
+	Took     string `json:"took"`
+	// LoadAtEnd is the load average when the scenario ended: with the one at start, how busy
+	// the shared machine was meanwhile.
+	LoadAtEnd string      `json:"load_average_at_end,omitempty"`
+	Env       environment `json:"environment"`
 	// Problems lists what went wrong while the scenario ran (it still produced a result).
 	Problems string `json:"problems,omitempty"`
 	Result   any    `json:"result"`

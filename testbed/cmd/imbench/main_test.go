@@ -42,7 +42,8 @@ func TestReportsRenderEveryScenario(t *testing.T) {
 					Profile: &scenarios.ProfileCapture{Rate: 1000, Seconds: 19, Step: step,
 						CPU: &harness.ProfileSummary{SampleType: "cpu", Unit: "nanoseconds", Total: 4e9, Samples: 400, Duration: "19s",
 							ByFlat: []harness.ProfileFunc{{Function: "runtime.mallocgc", Flat: 1e9, FlatPercent: 25, Cum: 2e9, CumPercent: 50}},
-							ByCum:  []harness.ProfileFunc{{Function: "pkg.(*q[go.shape.interface { X() [2]int }]).Send", Cum: 3e9, CumPercent: 75}}},
+							ByCum:  []harness.ProfileFunc{{Function: "pkg.(*q[go.shape.interface { X() [2]int }]).Send", Cum: 3e9, CumPercent: 75}},
+							Focus:  []harness.ProfileShare{{Match: "imlossprocessor", Value: 5e8, Percent: 12.5}}},
 						Problems: []string{"allocs profile: GET failed"}}},
 				{Variant: scenarios.VariantBaseline, Steps: []scenarios.StepResult{step}, MaxZeroDropRate: 1000},
 			},
@@ -112,6 +113,7 @@ func TestReportsRenderEveryScenario(t *testing.T) {
 	assert.Contains(t, string(tp), "| `runtime.mallocgc` | 1.00s | 25.0% | 2.00s | 50.0% |")
 	assert.Contains(t, string(tp), "| `pkg.(*q[…]).Send` | 0.00s | 0.0% | 3.00s | 75.0% |")
 	assert.Contains(t, string(tp), "- **allocs profile: GET failed**")
+	assert.Contains(t, string(tp), "| `imlossprocessor` | 0.50s | 12.5% |")
 	cr, err := os.ReadFile(filepath.Join(dir, "2026-01-02-correctness.md"))
 	require.NoError(t, err)
 	assert.Contains(t, string(cr), "2026-01-02-throughput.md", "non-performance reports point at the ratios of the run")

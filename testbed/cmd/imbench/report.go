@@ -21,6 +21,9 @@ func markdown(r report) string {
 		b.WriteString("> Quick run (`imbench -quick`): small sizes that prove the scenario works. Do not quote these figures.\n\n")
 	}
 	fmt.Fprintf(&b, "Took %s. How to read this report: testbed/README.md.\n\n", r.Took)
+	if r.LoadAtEnd != "" {
+		fmt.Fprintf(&b, "Load average at the end: %s (at the start: %s; the machine has %d CPUs).\n\n", r.LoadAtEnd, r.Env.SharedLoad, r.Env.CPUs)
+	}
 	if r.Problems != "" {
 		fmt.Fprintf(&b, "**Problems while running:**\n\n```\n%s\n```\n\n", r.Problems)
 	}
@@ -302,6 +305,13 @@ func writeProfiles(b *strings.Builder, pc *scenarios.ProfileCapture) {
 			continue
 		}
 		fmt.Fprintf(b, "### %s: %s over %d samples%s\n\n", x.title, profileValue(x.sum.Total, x.sum.Unit), x.sum.Samples, durationNote(x.sum.Duration))
+		if len(x.sum.Focus) > 0 {
+			b.WriteString("Share of the samples with a function of these packages on the stack (`pprof -focus`; they overlap):\n\n| package | cum | cum % |\n|---|---:|---:|\n")
+			for _, f := range x.sum.Focus {
+				fmt.Fprintf(b, "| `%s` | %s | %.1f%% |\n", f.Match, profileValue(f.Value, x.sum.Unit), f.Percent)
+			}
+			b.WriteString("\n")
+		}
 		for _, order := range []struct {
 			name string
 			fs   []harness.ProfileFunc
@@ -542,7 +552,11 @@ func (s *summaryReport) add(r report) {
 					for _, f := range x.sum.ByFlat[:min(3, len(x.sum.ByFlat))] {
 						top = append(top, fmt.Sprintf("%s %.1f%%", shortFunction(f.Function), f.FlatPercent))
 					}
-					s.Lines = append(s.Lines, fmt.Sprintf("  - %s profile at %.0f msg/s, top flat: %s", x.name, p.Rate, strings.Join(top, ", ")))
+					var focus []string
+					for _, f := range x.sum.Focus {
+						focus = append(focus, fmt.Sprintf("%s %.1f%%", f.Match, f.Percent))
+					}
+					s.Lines = append(s.Lines, fmt.Sprintf("  - %s profile at %.0f msg/s, top flat: %s; cum under %s", x.name, p.Rate, strings.Join(top, ", "), strings.Join(focus, ", ")))
 				}
 			}
 			if len(v.Validations) > 0 {
