@@ -180,18 +180,21 @@ type ThroughputResult struct {
 }
 
 // Throughput steps the rate up for each variant, each on a fresh collector, with the same
-// seeds so every variant gets the same load; then, with an IM variant, the scaling ladders.
+// seeds so every variant gets the same load, the variants' steps in lockstep (climb); then,
+// with an IM variant, the scaling ladders, in lockstep too.
 func Throughput(tb testing.TB, o ThroughputOptions) *ThroughputResult {
 	tb.Helper()
 	res := &ThroughputResult{Options: o}
 	hasIM := false
+	var runs []*ladderRun
 	for _, v := range o.Variants {
-		res.Variants = append(res.Variants, runLadder(tb, o, v, ladder{
+		runs = append(runs, startLadder(tb, o, v, ladder{
 			name: "throughput-" + v.Name, rates: o.Rates, step: o.StepDuration,
 			validate: v.IM, profile: v.IM && o.Profile,
 		}))
 		hasIM = hasIM || v.IM
 	}
+	res.Variants = climb(tb, o, runs)
 	res.Ratios = throughputRatios(res.Variants)
 	res.Criteria = throughputCriteria(res.Variants)
 	if hasIM && len(o.Scaling) > 0 {
@@ -214,60 +217,107 @@ type ladder struct {
 	profile bool
 }
 
-func runLadder(tb testing.TB, o ThroughputOptions, v Variant, l ladder) VariantThroughput {
-	ctx := context.Background()
+// ladderRun is a ladder in progress: its collector and sink, its steps so far, and the loads
+// sent (the truth the IM pipeline's records are validated against).
+type ladderRun struct {
+	l     ladder
+	v     Variant
+	sink  *harness.Sink
+	col   *harness.Collector
+	vt    VariantThroughput
+	books []*loadRun
+	done  bool
+}
+
+func startLadder(tb testing.TB, o ThroughputOptions, v Variant, l ladder) *ladderRun {
+	tb.Helper()
 	env := map[string]string{}
 	if v.IM {
 		env = timeoutEnv(o.Timeouts)
 	}
 	sink, col := startSinkAndCollectorSpec(tb, v.Config, harness.Spec{Name: l.name, Env: env, CPUs: l.cpus, GOMAXPROCS: l.procs},
 		harness.SinkOptions{KeepRecords: l.validate})
-	vt := VariantThroughput{Variant: v, Affinity: col.Affinity()}
-	var books []*loadRun
-	for i, rate := range l.rates {
-		step, lr := throughputStep(ctx, tb, o, v, col, sink, rate, o.Seed+uint64(i), l.step, nil)
-		books = append(books, lr)
-		vt.Steps = append(vt.Steps, step)
-		if step.Drops == 0 && step.KeptUp {
-			vt.MaxZeroDropRate = rate
-			continue
-		}
-		vt.Saturated = true
-		if o.StopAtFirstFailure {
-			break
-		}
+	return &ladderRun{l: l, v: v, sink: sink, col: col, vt: VariantThroughput{Variant: v, Affinity: col.Affinity()}}
+}
+
+// step runs the ladder's i-th step, unless the ladder is over.
+func (r *ladderRun) step(ctx context.Context, tb testing.TB, o ThroughputOptions, i int) {
+	if r.done || i >= len(r.l.rates) {
+		r.done = true
+		return
 	}
-	if l.profile && vt.MaxZeroDropRate > 0 {
-		pc, lr := profiledStep(ctx, tb, o, v, col, sink, vt.MaxZeroDropRate, o.Seed+uint64(len(l.rates)), l.step)
+	rate := r.l.rates[i]
+	step, lr := throughputStep(ctx, tb, o, r.v, r.col, r.sink, rate, o.Seed+uint64(i), r.l.step, nil)
+	r.books = append(r.books, lr)
+	r.vt.Steps = append(r.vt.Steps, step)
+	if step.Drops == 0 && step.KeptUp {
+		r.vt.MaxZeroDropRate = rate
+		return
+	}
+	r.vt.Saturated = true
+	r.done = o.StopAtFirstFailure
+}
+
+// finish runs the profiled step, validates the records (IM) and stops the collector.
+func (r *ladderRun) finish(ctx context.Context, tb testing.TB, o ThroughputOptions) VariantThroughput {
+	vt := &r.vt
+	if r.l.profile && vt.MaxZeroDropRate > 0 {
+		pc, lr := profiledStep(ctx, tb, o, r.v, r.col, r.sink, vt.MaxZeroDropRate, o.Seed+uint64(len(r.l.rates)), r.l.step)
 		vt.Profile = pc
-		books = append(books, lr)
+		r.books = append(r.books, lr)
 	}
-	if l.validate {
+	if r.l.validate {
 		// Every message of every step must be decided before the records can be compared.
 		var want int64
-		for _, lr := range books {
+		for _, lr := range r.books {
 			want += expectedAllSignals(lr.book)
 		}
-		settle(ctx, single(col), sink, settleCondition{minRecords: want, idle: true}, o.Timeouts.OfflineTimeout+o.SettleDeadline)
-		records := sink.Records()
+		settle(ctx, single(r.col), r.sink, settleCondition{minRecords: want, idle: true}, o.Timeouts.OfflineTimeout+o.SettleDeadline)
+		records := r.sink.Records()
 		for _, sig := range outcomeSignals {
 			var mine []harness.Record
-			for _, r := range records {
-				if r.Signal == sig {
-					mine = append(mine, r)
+			for _, rec := range records {
+				if rec.Signal == sig {
+					mine = append(mine, rec)
 				}
 			}
-			v := validateSteps(books, mine)
+			v := validateSteps(r.books, mine)
 			v.Signal = sig
 			vt.Validations = append(vt.Validations, *v)
 		}
 	}
-	// The next ladder runs alone: an idle collector still ticks.
-	if err := col.Stop(); err != nil {
-		tb.Errorf("%s: %v", l.name, err)
+	if err := r.col.Stop(); err != nil {
+		tb.Errorf("%s: %v", r.l.name, err)
 	}
-	sink.Stop()
-	return vt
+	r.sink.Stop()
+	return *vt
+}
+
+// climb runs the ladders in lockstep: step i of every ladder before step i+1 of any, the
+// order rotating at each step. On a shared machine a burst of load from elsewhere then lands
+// on neighbouring steps of every pipeline instead of on one pipeline's whole ladder; the
+// ladders' collectors that are not measuring sit idle meanwhile. Then each ladder finishes,
+// those without a profile or validation first.
+func climb(tb testing.TB, o ThroughputOptions, runs []*ladderRun) []VariantThroughput {
+	ctx := context.Background()
+	steps := 0
+	for _, r := range runs {
+		steps = max(steps, len(r.l.rates))
+	}
+	for i := range steps {
+		for j := range runs {
+			runs[(i+j)%len(runs)].step(ctx, tb, o, i)
+		}
+	}
+	out := make([]VariantThroughput, len(runs))
+	for _, last := range []bool{false, true} {
+		for i, r := range runs {
+			if (r.l.profile || r.l.validate) == last {
+				out[i] = r.finish(ctx, tb, o)
+			}
+		}
+	}
+	return out
 }
 
 // throughputStep sends one step's load at rate and measures it until every item reached the
@@ -304,7 +354,16 @@ func throughputStep(ctx context.Context, tb testing.TB, o ThroughputOptions, v V
 		tb.Fatalf("%s: load: %v", v.Name, err)
 	}
 	sent, accepted, rejected, failed := stats.Items()
-	st := settle(ctx, single(col), sink, settleCondition{lifecycle: spans0 + logs0 - out0 + accepted}, o.SettleDeadline)
+	cond, deadline := settleCondition{lifecycle: spans0 + logs0 - out0 + accepted}, o.SettleDeadline
+	if v.IM {
+		// The step ends when im_loss has decided all its messages and their outcome records
+		// reached the sink: its CPU then covers the whole of its own work, which in lockstep
+		// (climb) no other step of the ladder would pick up. With every source idle the last
+		// deadlines pass only at max_source_lag.
+		t := o.Timeouts.WithDefaults()
+		cond.idle, deadline = true, deadline+t.OfflineTimeout+t.MaxSourceLag
+	}
+	st := settle(ctx, single(col), sink, cond, deadline)
 	end := time.Now()
 	col.Monitor.Record(end)
 	after, err := col.Telemetry(ctx)
@@ -650,6 +709,7 @@ func scaling(tb testing.TB, o ThroughputOptions) *Scaling {
 	sc := &Scaling{Rates: o.ScalingRates, Step: o.ScalingStep.String()}
 	_, tasksetErr := harness.TasksetPath()
 	allowed, allowedErr := harness.AllowedCPUs()
+	var runs []*ladderRun
 	for _, n := range o.Scaling {
 		row := ScalingRow{CPUs: n, GOMAXPROCS: n}
 		switch {
@@ -668,14 +728,17 @@ func scaling(tb testing.TB, o ThroughputOptions) *Scaling {
 		if row.PinProblem != "" {
 			tb.Logf("scaling %d CPUs: running unpinned: %s", n, row.PinProblem)
 		}
-		vt := runLadder(tb, o, VariantIM, ladder{
+		runs = append(runs, startLadder(tb, o, VariantIM, ladder{
 			name: fmt.Sprintf("scaling-%dcpu", n), rates: o.ScalingRates, step: o.ScalingStep,
 			cpus: row.CPUList, procs: n,
-		})
+		}))
+		sc.Rows = append(sc.Rows, row)
+	}
+	for i, vt := range climb(tb, o, runs) {
+		row := &sc.Rows[i]
 		row.Steps, row.MaxZeroDropRate, row.Saturated = vt.Steps, vt.MaxZeroDropRate, vt.Saturated
 		row.Affinity = vt.Affinity
-		scalingFigures(&row)
-		sc.Rows = append(sc.Rows, row)
+		scalingFigures(row)
 	}
 	sc.Ratios = scalingRatios(sc.Rows)
 	return sc
