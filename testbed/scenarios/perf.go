@@ -126,7 +126,15 @@ type StepResult struct {
 	Drops      int64              `json:"drops"`
 	DropDetail map[string]float64 `json:"drop_detail,omitempty"`
 	Settle     settleState        `json:"settle"`
+	// Forced is the verdicts im_loss forced during the step because the watermark lagged its
+	// clock by more than max_source_lag (the generator fell that far behind); IM only.
+	Forced float64 `json:"forced_decisions,omitempty"`
+	// Misjudged is the false and missed outcome labels among the step's messages (outcome
+	// records as traces); IM ladders that validate only, -1 elsewhere.
+	Misjudged int64 `json:"misjudged_labels"`
 }
+
+const forcedMetric = "otelcol_processor_im_loss_forced_decisions_total"
 
 // VariantThroughput is the throughput of one pipeline.
 type VariantThroughput struct {
@@ -164,10 +172,11 @@ type ProfileCapture struct {
 const ProfileTop = 10
 
 // ProfileFocus are the packages whose share of each profile is reported: the IM pipeline's
-// own components, the exporters' compression, the OTLP receiver and exporter.
+// own components, the exporters' compression, the OTLP gRPC server handlers (decoding) and
+// the exporter helper (queue, sending).
 var ProfileFocus = []string{
 	"imcol/processors/imlossprocessor", "imcol/connectors/sloconnector", "compress/", "batchprocessor",
-	"receiver/otlpreceiver", "exporter/exporterhelper",
+	"pdata/internal/otelgrpc", "exporter/exporterhelper",
 }
 
 // ThroughputResult is the throughput scenario's result.
@@ -281,9 +290,21 @@ func (r *ladderRun) finish(ctx context.Context, tb testing.TB, o ThroughputOptio
 					mine = append(mine, rec)
 				}
 			}
-			v := validateSteps(r.books, mine)
+			v, perRun := validateSteps(r.books, mine)
 			v.Signal = sig
 			vt.Validations = append(vt.Validations, *v)
+			if sig != outcomeSignals[0] {
+				continue
+			}
+			// The books are the steps in order, then the profiled step.
+			for i, n := range perRun {
+				switch {
+				case i < len(vt.Steps):
+					vt.Steps[i].Misjudged = n
+				case vt.Profile != nil:
+					vt.Profile.Step.Misjudged = n
+				}
+			}
 		}
 	}
 	if err := r.col.Stop(); err != nil {
@@ -375,6 +396,7 @@ func throughputStep(ctx context.Context, tb testing.TB, o ThroughputOptions, v V
 		MaxLag: stats.MaxLag.Round(time.Millisecond).String(),
 		KeptUp: stats.MaxLag <= time.Second,
 		Usage:  col.Usage(begin, end), Settle: st, DropDetail: map[string]float64{},
+		Forced: after.Sum(forcedMetric, nil) - before.Sum(forcedMetric, nil), Misjudged: -1,
 	}
 	step.Achieved = stats.Rate()
 	step.CPUPerMessage = divide(step.Usage.CPUSeconds*1e6, float64(stats.Messages))
@@ -392,8 +414,8 @@ func throughputStep(ctx context.Context, tb testing.TB, o ThroughputOptions, v V
 	for _, d := range step.DropDetail {
 		step.Drops += int64(d)
 	}
-	tb.Logf("throughput %s (%s) %.0f msg/s: %d messages, %d items, cpu %.1f µs/msg, rss max %d MiB, drops %d, lag %s",
-		v.Name, col.Name(), rate, stats.Messages, sent, step.CPUPerMessage, step.Usage.RSSMax>>20, step.Drops, step.MaxLag)
+	tb.Logf("throughput %s (%s) %.0f msg/s: %d messages, %d items, cpu %.1f µs/msg, rss max %d MiB, drops %d, lag %s, forced verdicts %.0f",
+		v.Name, col.Name(), rate, stats.Messages, sent, step.CPUPerMessage, step.Usage.RSSMax>>20, step.Drops, step.MaxLag, step.Forced)
 	return step, lr
 }
 
@@ -436,9 +458,9 @@ func profiledStep(ctx context.Context, tb testing.TB, o ThroughputOptions, v Var
 }
 
 // validateSteps validates each step's records against its own truth (steps differ by seed)
-// and adds the results up.
-func validateSteps(runs []*loadRun, records []harness.Record) *harness.Validation {
-	total := &harness.Validation{Confusion: map[string]map[string]int64{}}
+// and adds the results up; perRun is each step's false and missed labels.
+func validateSteps(runs []*loadRun, records []harness.Record) (total *harness.Validation, perRun []int64) {
+	total = &harness.Validation{Confusion: map[string]map[string]int64{}}
 	classes := map[string]*harness.ClassQuality{}
 	latencies := map[string][]harness.Latency{}
 	claimed := 0
@@ -451,6 +473,11 @@ func validateSteps(runs []*loadRun, records []harness.Record) *harness.Validatio
 		}
 		claimed += len(mine)
 		v := harness.Validate(lr.book, lr.seed, lr.run.StartTime(), mine)
+		var wrong int64
+		for _, c := range v.Classes {
+			wrong += c.FP + c.FN
+		}
+		perRun = append(perRun, wrong)
 		total.Messages += v.Messages
 		total.Records += v.Records
 		total.Unmatched += v.Unmatched
@@ -490,7 +517,7 @@ func validateSteps(runs []*loadRun, records []harness.Record) *harness.Validatio
 		c.Latency = worstLatency(latencies[l])
 		total.Classes = append(total.Classes, *c)
 	}
-	return total
+	return total, perRun
 }
 
 func mergeFaults(into, add []harness.FaultQuality) []harness.FaultQuality {

@@ -114,6 +114,8 @@ func TestReportsRenderEveryScenario(t *testing.T) {
 	assert.Contains(t, string(tp), "| `pkg.(*q[…]).Send` | 0.00s | 0.0% | 3.00s | 75.0% |")
 	assert.Contains(t, string(tp), "- **allocs profile: GET failed**")
 	assert.Contains(t, string(tp), "| `imlossprocessor` | 0.50s | 12.5% |")
+	assert.Contains(t, string(tp), "| baseline | 1000 | 998 | 20000 | 140000 | 20 | 35 | 200.0 | 200 | 210 | 0 | 20ms | - | - |")
+	assert.Contains(t, string(tp), "| im | 1000 | 998 | 20000 | 140000 | 20 | 35 | 200.0 | 200 | 210 | 0 | 20ms | 0 | 0 |")
 	cr, err := os.ReadFile(filepath.Join(dir, "2026-01-02-correctness.md"))
 	require.NoError(t, err)
 	assert.Contains(t, string(cr), "2026-01-02-throughput.md", "non-performance reports point at the ratios of the run")

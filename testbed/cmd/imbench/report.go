@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/imcol/imcol/testbed/configs"
@@ -176,12 +177,20 @@ func writeThroughput(b *strings.Builder, r *scenarios.ThroughputResult) {
 	writeCriteria(b, r.Criteria)
 	b.WriteString("## Ratios of the IM pipeline (same run)\n\n")
 	writeRatios(b, r.Ratios, true)
-	b.WriteString("## Steps\n\n| pipeline | target msg/s | achieved | messages | items | CPU avg % | CPU max % | CPU µs/msg | RSS avg MiB | RSS max MiB | drops | max lag |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("## Steps\n\n`forced`: verdicts im_loss forced because its watermark lagged its clock by more than max_source_lag (the generator that far behind schedule); `misjudged`: false and missed outcome labels among the step's messages (records as traces).\n\n")
+	b.WriteString("| pipeline | target msg/s | achieved | messages | items | CPU avg % | CPU max % | CPU µs/msg | RSS avg MiB | RSS max MiB | drops | max lag | forced | misjudged |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, v := range r.Variants {
 		for _, s := range v.Steps {
-			fmt.Fprintf(b, "| %s | %.0f | %.0f | %d | %d | %.0f | %.0f | %.1f | %s | %s | %d | %s |\n",
+			forced, wrong := "-", "-"
+			if v.Variant.IM {
+				forced = fmt.Sprintf("%.0f", s.Forced)
+			}
+			if s.Misjudged >= 0 && v.Variant.IM {
+				wrong = strconv.FormatInt(s.Misjudged, 10)
+			}
+			fmt.Fprintf(b, "| %s | %.0f | %.0f | %d | %d | %.0f | %.0f | %.1f | %s | %s | %d | %s | %s | %s |\n",
 				v.Variant.Name, s.Rate, s.Achieved, s.Messages, s.Items, s.Usage.CPUAvg, s.Usage.CPUMax, s.CPUPerMessage,
-				mib(s.Usage.RSSAvg), mib(s.Usage.RSSMax), s.Drops, s.MaxLag)
+				mib(s.Usage.RSSAvg), mib(s.Usage.RSSMax), s.Drops, s.MaxLag, forced, wrong)
 		}
 	}
 	for _, v := range r.Variants {
@@ -289,8 +298,8 @@ func writeScaling(b *strings.Builder, sc *scenarios.Scaling) {
 
 func writeProfiles(b *strings.Builder, pc *scenarios.ProfileCapture) {
 	s := pc.Step
-	fmt.Fprintf(b, "## Profiles of the IM pipeline at %.0f msg/s\n\nOne more step at the IM pipeline's highest zero-drop rate, after its ladder; the collector's pprof extension profiled %ds of it (`/debug/pprof/profile` and the allocations of the same window, `/debug/pprof/allocs?seconds=`). The step: %d messages, achieved %.0f msg/s, CPU %.1f µs/msg (profiling included), drops %d, max lag %s.\n\n",
-		pc.Rate, pc.Seconds, s.Messages, s.Achieved, s.CPUPerMessage, s.Drops, s.MaxLag)
+	fmt.Fprintf(b, "## Profiles of the IM pipeline at %.0f msg/s\n\nOne more step at the IM pipeline's highest zero-drop rate, after its ladder; the collector's pprof extension profiled %ds of it (`/debug/pprof/profile` and the allocations of the same window, `/debug/pprof/allocs?seconds=`). The step: %d messages, achieved %.0f msg/s, CPU %.1f µs/msg (profiling included), drops %d, max lag %s, forced verdicts %.0f, misjudged labels %d.\n\n",
+		pc.Rate, pc.Seconds, s.Messages, s.Achieved, s.CPUPerMessage, s.Drops, s.MaxLag, s.Forced, s.Misjudged)
 	for _, p := range pc.Problems {
 		fmt.Fprintf(b, "- **%s**\n", p)
 	}
@@ -560,7 +569,11 @@ func (s *summaryReport) add(r report) {
 				}
 			}
 			if len(v.Validations) > 0 {
-				s.Lines = append(s.Lines, "  - detection under load: "+labelsLine(v.Validations))
+				var per []string
+				for _, st := range v.Steps {
+					per = append(per, fmt.Sprintf("%.0f msg/s %d (forced %.0f)", st.Rate, st.Misjudged, st.Forced))
+				}
+				s.Lines = append(s.Lines, "  - detection under load: "+labelsLine(v.Validations)+"; misjudged labels per step: "+strings.Join(per, ", "))
 			}
 		}
 	case *scenarios.MemoryResult:
