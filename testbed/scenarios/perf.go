@@ -126,8 +126,9 @@ type StepResult struct {
 	Drops      int64              `json:"drops"`
 	DropDetail map[string]float64 `json:"drop_detail,omitempty"`
 	Settle     settleState        `json:"settle"`
-	// Forced is the verdicts im_loss forced during the step because the watermark lagged its
-	// clock by more than max_source_lag (the generator fell that far behind); IM only.
+	// Forced is the verdicts im_loss made at max_source_lag rather than by its watermark: a few
+	// at the end of every step (the sources fall silent, the last deadlines pass only at the
+	// cap), many more when the watermark lagged during the step; IM only.
 	Forced float64 `json:"forced_decisions,omitempty"`
 	// Misjudged is the false and missed outcome labels among the step's messages (outcome
 	// records as traces); IM ladders that validate only, -1 elsewhere.
@@ -172,8 +173,8 @@ type ProfileCapture struct {
 const ProfileTop = 10
 
 // ProfileFocus are the packages whose share of each profile is reported: the IM pipeline's
-// own components, the exporters' compression, the OTLP gRPC server handlers (decoding) and
-// the exporter helper (queue, sending).
+// own components, the exporters' compression, the OTLP gRPC codec and handlers (receiving and
+// exporting alike) and the exporter helper (queue, sending).
 var ProfileFocus = []string{
 	"imcol/processors/imlossprocessor", "imcol/connectors/sloconnector", "compress/", "batchprocessor",
 	"pdata/internal/otelgrpc", "exporter/exporterhelper",

@@ -177,7 +177,7 @@ func writeThroughput(b *strings.Builder, r *scenarios.ThroughputResult) {
 	writeCriteria(b, r.Criteria)
 	b.WriteString("## Ratios of the IM pipeline (same run)\n\n")
 	writeRatios(b, r.Ratios, true)
-	b.WriteString("## Steps\n\n`forced`: verdicts im_loss forced because its watermark lagged its clock by more than max_source_lag (the generator that far behind schedule); `misjudged`: false and missed outcome labels among the step's messages (records as traces).\n\n")
+	b.WriteString("## Steps\n\n`forced`: verdicts im_loss made at max_source_lag rather than by its watermark (a few at the end of every step, when the sources fall silent and the last deadlines pass only at the cap; many more when the watermark lagged during the step, e.g. the generator that far behind schedule); `misjudged`: false and missed outcome labels among the step's messages (records as traces).\n\n")
 	b.WriteString("| pipeline | target msg/s | achieved | messages | items | CPU avg % | CPU max % | CPU µs/msg | RSS avg MiB | RSS max MiB | drops | max lag | forced | misjudged |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, v := range r.Variants {
 		for _, s := range v.Steps {
