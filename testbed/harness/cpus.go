@@ -15,7 +15,7 @@ import (
 func TasksetPath() (string, error) {
 	p, err := exec.LookPath("taskset")
 	if err != nil {
-		return "", fmt.Errorf("taskset not found (%w): install util-linux (scripts/e2e/install-backends.sh does on Debian)", err)
+		return "", fmt.Errorf("taskset not found (%w): install util-linux (Debian: apt-get install util-linux; it is essential there, so present on any Debian install)", err)
 	}
 	return p, nil
 }
