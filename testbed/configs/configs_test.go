@@ -30,6 +30,7 @@ func TestConfigsValidate(t *testing.T) {
 				"IMCOL_TB_OTLP_GRPC_ENDPOINT=127.0.0.1:1", "IMCOL_TB_OTLP_HTTP_ENDPOINT=127.0.0.1:2",
 				"IMCOL_TB_HEALTH_ENDPOINT=127.0.0.1:3", "IMCOL_TB_TELEMETRY_PORT=4",
 				"IMCOL_TB_PROMETHEUS_ENDPOINT=127.0.0.1:5", "IMCOL_TB_SINK_ENDPOINT=127.0.0.1:6",
+				"IMCOL_TB_PPROF_ENDPOINT=127.0.0.1:7",
 				"IMCOL_TB_STORAGE_DIR="+t.TempDir())
 			out, err := cmd.CombinedOutput()
 			assert.NoError(t, err, "%s", out)

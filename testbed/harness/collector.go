@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,13 +26,15 @@ const (
 	EnvPrometheus    = "IMCOL_TB_PROMETHEUS_ENDPOINT"
 	EnvSink          = "IMCOL_TB_SINK_ENDPOINT"
 	EnvStorageDir    = "IMCOL_TB_STORAGE_DIR"
+	// EnvPprof is the pprof extension's endpoint (configs that enable it: im.yaml).
+	EnvPprof = "IMCOL_TB_PPROF_ENDPOINT"
 )
 
 // Endpoints are the addresses of one collector under test.
 type Endpoints struct {
-	OTLPGRPC, OTLPHTTP, Health, Prometheus string
-	TelemetryPort                          int
-	StorageDir                             string
+	OTLPGRPC, OTLPHTTP, Health, Prometheus, Pprof string
+	TelemetryPort                                 int
+	StorageDir                                    string
 }
 
 // TelemetryURL is the collector's own metrics endpoint.
@@ -41,6 +44,9 @@ func (e Endpoints) TelemetryURL() string {
 
 // PrometheusURL is the prometheus exporter's endpoint (pipeline metrics, e.g. SLO series).
 func (e Endpoints) PrometheusURL() string { return "http://" + e.Prometheus + "/metrics" }
+
+// PprofURL is a net/http/pprof path on the pprof extension, e.g. "profile?seconds=10".
+func (e Endpoints) PprofURL(path string) string { return "http://" + e.Pprof + "/debug/pprof/" + path }
 
 // Spec describes the collector of a scenario.
 type Spec struct {
@@ -57,6 +63,12 @@ type Spec struct {
 	Sink string
 	// MonitorInterval is the resource sampling period (default 1s).
 	MonitorInterval time.Duration
+	// CPUs pins the collector to these CPUs, a taskset list such as "0" or "0,1", by starting
+	// it through `taskset -c`; empty: no pinning. StartCollector fails when taskset is missing
+	// (TasksetPath says so beforehand) or the process does not end up with exactly this set.
+	CPUs string
+	// GOMAXPROCS, when positive, is set in the collector's environment.
+	GOMAXPROCS int
 }
 
 // Collector is bin/imcol running a scenario config.
@@ -73,6 +85,7 @@ type Collector struct {
 	proc       *testcollector.Process
 	pid        int32
 	cancelMon  context.CancelFunc
+	affinity   string
 }
 
 // StartCollector writes the config, starts the binary on free ports and waits for health.
@@ -112,6 +125,7 @@ func (c *Collector) allocate(storage string) {
 		OTLPHTTP:      testcollector.FreeEndpoint(t),
 		Health:        testcollector.FreeEndpoint(t),
 		Prometheus:    testcollector.FreeEndpoint(t),
+		Pprof:         testcollector.FreeEndpoint(t),
 		TelemetryPort: testcollector.FreePort(t),
 		StorageDir:    storage,
 	}
@@ -124,11 +138,15 @@ func (c *Collector) allocate(storage string) {
 		EnvHealth:        c.Endpoints.Health,
 		EnvTelemetryPort: strconv.Itoa(c.Endpoints.TelemetryPort),
 		EnvPrometheus:    c.Endpoints.Prometheus,
+		EnvPprof:         c.Endpoints.Pprof,
 		EnvSink:          spec.Sink,
 		EnvStorageDir:    c.Endpoints.StorageDir,
 	}
 	for k, v := range spec.Env {
 		c.env[k] = v
+	}
+	if spec.GOMAXPROCS > 0 {
+		c.env["GOMAXPROCS"] = strconv.Itoa(spec.GOMAXPROCS)
 	}
 	if spec.EndpointEnv != nil {
 		for k, v := range spec.EndpointEnv(c.Endpoints) {
@@ -140,7 +158,15 @@ func (c *Collector) allocate(storage string) {
 // launch starts the binary and waits until it is healthy; the error says why it is not.
 func (c *Collector) launch() error {
 	c.t.Helper()
-	proc := testcollector.Launch(c.t, testcollector.Binary(c.t), []string{"--config", c.configPath}, c.env)
+	bin, args := testcollector.Binary(c.t), []string{"--config", c.configPath}
+	if c.spec.CPUs != "" {
+		taskset, err := TasksetPath()
+		if err != nil {
+			c.t.Fatalf("%s: pinning to CPUs %s: %v", c.spec.Name, c.spec.CPUs, err)
+		}
+		bin, args = pinnedCommand(taskset, c.spec.CPUs, bin, args)
+	}
+	proc := testcollector.Launch(c.t, bin, args, c.env)
 	c.proc = proc
 	// Registered after Launch's own cleanup (which kills), so it runs first: each process
 	// gets a graceful stop whose exit status is checked, unless the scenario ended it.
@@ -162,6 +188,19 @@ func (c *Collector) launch() error {
 		c.t.Fatalf("%s: %v", c.spec.Name, err)
 	}
 	c.pid = pid
+	// taskset execs the collector in place, so the pid is the collector's; its affinity
+	// proves the pinning took.
+	c.affinity, err = Affinity(pid)
+	if err != nil {
+		c.affinity = "unknown (" + err.Error() + ")"
+	}
+	if c.spec.CPUs != "" {
+		want, werr := ParseCPUList(c.spec.CPUs)
+		got, gerr := ParseCPUList(c.affinity)
+		if werr != nil || gerr != nil || !slices.Equal(want, got) {
+			c.t.Fatalf("%s: pinned to CPUs %s, but the process may run on %s", c.spec.Name, c.spec.CPUs, c.affinity)
+		}
+	}
 	mon, err := NewMonitor(pid)
 	if err != nil {
 		c.t.Fatalf("%s: %v", c.spec.Name, err)
@@ -228,6 +267,10 @@ func (c *Collector) Usage(from, to time.Time) Usage {
 
 // Pid is the current process id.
 func (c *Collector) Pid() int32 { return c.pid }
+
+// Affinity is the CPU list the current process may run on (Cpus_allowed_list), read once it
+// was healthy.
+func (c *Collector) Affinity() string { return c.affinity }
 
 // Output is what the collector printed.
 func (c *Collector) Output() string {

@@ -286,6 +286,13 @@ const trackedMetric = "otelcol_processor_im_loss_tracked_messages"
 // startSinkAndCollector starts a sink and a collector running the named scenario config.
 func startSinkAndCollector(tb testing.TB, name, config string, env map[string]string, opts harness.SinkOptions) (*harness.Sink, *harness.Collector) {
 	tb.Helper()
+	return startSinkAndCollectorSpec(tb, config, harness.Spec{Name: name, Env: env}, opts)
+}
+
+// startSinkAndCollectorSpec is startSinkAndCollector with the rest of the collector's spec
+// (pinning, GOMAXPROCS); its Config and Sink are filled in.
+func startSinkAndCollectorSpec(tb testing.TB, config string, spec harness.Spec, opts harness.SinkOptions) (*harness.Sink, *harness.Collector) {
+	tb.Helper()
 	sink, err := harness.NewSink("127.0.0.1:0", opts)
 	if err != nil {
 		tb.Fatalf("%v", err)
@@ -295,7 +302,8 @@ func startSinkAndCollector(tb testing.TB, name, config string, env map[string]st
 	if err != nil {
 		tb.Fatalf("%v", err)
 	}
-	col := harness.StartCollector(tb, harness.Spec{Name: name, Config: cfg, Env: env, Sink: sink.Endpoint()})
+	spec.Config, spec.Sink = cfg, sink.Endpoint()
+	col := harness.StartCollector(tb, spec)
 	return sink, col
 }
 

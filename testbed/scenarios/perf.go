@@ -6,6 +6,8 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -69,6 +71,16 @@ type ThroughputOptions struct {
 	SettleDeadline time.Duration
 	// StopAtFirstFailure ends a variant's steps at the first step with drops or lag.
 	StopAtFirstFailure bool
+	// Scaling lists CPU counts: for each, the IM pipeline climbs ScalingRates again on a fresh
+	// collector pinned with taskset to that many CPUs, with GOMAXPROCS set to match. Empty, or
+	// no IM variant: no scaling table.
+	Scaling      []int
+	ScalingRates []float64
+	ScalingStep  time.Duration
+	// Profile runs one more step of the IM pipeline at its highest zero-drop rate, after its
+	// ladder (so profiling does not weigh on the measured steps), and reads a CPU and an alloc
+	// profile from its pprof extension during it.
+	Profile bool
 }
 
 // DefaultThroughput steps from 1000 to 16000 messages/s (about 7 items per message).
@@ -88,6 +100,10 @@ func DefaultThroughput() ThroughputOptions {
 		Seed:               1000,
 		SettleDeadline:     60 * time.Second,
 		StopAtFirstFailure: true,
+		Scaling:            []int{1, 2},
+		ScalingRates:       []float64{2000, 4000, 6000, 8000, 12000},
+		ScalingStep:        10 * time.Second,
+		Profile:            true,
 	}
 }
 
@@ -110,7 +126,16 @@ type StepResult struct {
 	Drops      int64              `json:"drops"`
 	DropDetail map[string]float64 `json:"drop_detail,omitempty"`
 	Settle     settleState        `json:"settle"`
+	// Forced is the verdicts im_loss made at max_source_lag rather than by its watermark: a few
+	// at the end of every step (the sources fall silent, the last deadlines pass only at the
+	// cap), many more when the watermark lagged during the step; IM only.
+	Forced float64 `json:"forced_decisions,omitempty"`
+	// Misjudged is the false and missed outcome labels among the step's messages (outcome
+	// records as traces); IM ladders that validate only, -1 elsewhere.
+	Misjudged int64 `json:"misjudged_labels"`
 }
+
+const forcedMetric = "otelcol_processor_im_loss_forced_decisions_total"
 
 // VariantThroughput is the throughput of one pipeline.
 type VariantThroughput struct {
@@ -118,8 +143,41 @@ type VariantThroughput struct {
 	Steps   []StepResult `json:"steps"`
 	// MaxZeroDropRate is the highest step with no drops that the pipeline kept up with.
 	MaxZeroDropRate float64 `json:"max_zero_drop_rate"`
+	// Saturated is set when a step failed (drops or lag): the pipeline's limit lies between
+	// MaxZeroDropRate and that step. Unset, every step passed and the limit is above the ladder.
+	Saturated bool `json:"saturated"`
 	// Validations cover every step, per outcome signal (IM pipeline only).
 	Validations harness.Validations `json:"validations,omitempty"`
+	// Profile is the IM pipeline's profiled step (ThroughputOptions.Profile).
+	Profile *ProfileCapture `json:"profile,omitempty"`
+	// Affinity is the CPU list the collector process was allowed (Cpus_allowed_list).
+	Affinity string `json:"affinity,omitempty"`
+}
+
+// ProfileCapture is one more step of the IM pipeline at its highest zero-drop rate, during
+// which a CPU and an alloc profile were read from the collector's pprof extension.
+type ProfileCapture struct {
+	Rate float64 `json:"rate"`
+	// Seconds is how long each profile covers, from the step's start.
+	Seconds int `json:"seconds"`
+	// Step is the profiled step itself; its CPU per message includes profiling's overhead,
+	// so the ladder's step at the same rate is the one to quote.
+	Step  StepResult              `json:"step"`
+	CPU   *harness.ProfileSummary `json:"cpu,omitempty"`
+	Alloc *harness.ProfileSummary `json:"alloc,omitempty"`
+	// Problems say why a profile is missing.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// ProfileTop is how many functions a profile summary lists.
+const ProfileTop = 10
+
+// ProfileFocus are the packages whose share of each profile is reported: the IM pipeline's
+// own components, the exporters' compression, the OTLP gRPC codec and handlers (receiving and
+// exporting alike) and the exporter helper (queue, sending).
+var ProfileFocus = []string{
+	"imcol/processors/imlossprocessor", "imcol/connectors/sloconnector", "compress/", "batchprocessor",
+	"pdata/internal/otelgrpc", "exporter/exporterhelper",
 }
 
 // ThroughputResult is the throughput scenario's result.
@@ -127,122 +185,283 @@ type ThroughputResult struct {
 	Options  ThroughputOptions   `json:"-"`
 	Variants []VariantThroughput `json:"variants"`
 	Ratios   []Ratio             `json:"ratios"`
+	Criteria Criteria            `json:"criteria"`
+	Scaling  *Scaling            `json:"scaling,omitempty"`
 }
 
 // Throughput steps the rate up for each variant, each on a fresh collector, with the same
-// seeds so every variant gets the same load.
+// seeds so every variant gets the same load, the variants' steps in lockstep (climb); then,
+// with an IM variant, the scaling ladders, in lockstep too.
 func Throughput(tb testing.TB, o ThroughputOptions) *ThroughputResult {
 	tb.Helper()
 	res := &ThroughputResult{Options: o}
+	hasIM := false
+	var runs []*ladderRun
 	for _, v := range o.Variants {
-		res.Variants = append(res.Variants, throughputVariant(tb, o, v))
+		runs = append(runs, startLadder(tb, o, v, ladder{
+			name: "throughput-" + v.Name, rates: o.Rates, step: o.StepDuration,
+			validate: v.IM, profile: v.IM && o.Profile,
+		}))
+		hasIM = hasIM || v.IM
 	}
+	res.Variants = climb(tb, o, runs)
 	res.Ratios = throughputRatios(res.Variants)
+	res.Criteria = throughputCriteria(res.Variants)
+	if hasIM && len(o.Scaling) > 0 {
+		res.Scaling = scaling(tb, o)
+	}
 	return res
 }
 
-func throughputVariant(tb testing.TB, o ThroughputOptions, v Variant) VariantThroughput {
-	ctx := context.Background()
+// ladder is one climb of the rates on one fresh collector.
+type ladder struct {
+	name  string
+	rates []float64
+	step  time.Duration
+	// cpus and procs pin the collector (harness.Spec.CPUs, GOMAXPROCS).
+	cpus  string
+	procs int
+	// validate compares every outcome record with the truth at the end (IM only).
+	validate bool
+	// profile adds the profiled step (IM only).
+	profile bool
+}
+
+// ladderRun is a ladder in progress: its collector and sink, its steps so far, and the loads
+// sent (the truth the IM pipeline's records are validated against).
+type ladderRun struct {
+	l     ladder
+	v     Variant
+	sink  *harness.Sink
+	col   *harness.Collector
+	vt    VariantThroughput
+	books []*loadRun
+	done  bool
+}
+
+func startLadder(tb testing.TB, o ThroughputOptions, v Variant, l ladder) *ladderRun {
+	tb.Helper()
 	env := map[string]string{}
 	if v.IM {
 		env = timeoutEnv(o.Timeouts)
 	}
-	sink, col := startSinkAndCollector(tb, "throughput-"+v.Name, v.Config, env, harness.SinkOptions{KeepRecords: v.IM})
-	vt := VariantThroughput{Variant: v}
+	sink, col := startSinkAndCollectorSpec(tb, v.Config, harness.Spec{Name: l.name, Env: env, CPUs: l.cpus, GOMAXPROCS: l.procs},
+		harness.SinkOptions{KeepRecords: l.validate})
+	return &ladderRun{l: l, v: v, sink: sink, col: col, vt: VariantThroughput{Variant: v, Affinity: col.Affinity()}}
+}
+
+// step runs the ladder's i-th step, unless the ladder is over.
+func (r *ladderRun) step(ctx context.Context, tb testing.TB, o ThroughputOptions, i int) {
+	if r.done || i >= len(r.l.rates) {
+		r.done = true
+		return
+	}
+	rate := r.l.rates[i]
+	step, lr := throughputStep(ctx, tb, o, r.v, r.col, r.sink, rate, o.Seed+uint64(i), r.l.step, nil)
+	r.books = append(r.books, lr)
+	r.vt.Steps = append(r.vt.Steps, step)
+	if step.Drops == 0 && step.KeptUp {
+		r.vt.MaxZeroDropRate = rate
+		return
+	}
+	r.vt.Saturated = true
+	r.done = o.StopAtFirstFailure
+}
+
+// finish runs the profiled step, validates the records (IM) and stops the collector.
+func (r *ladderRun) finish(ctx context.Context, tb testing.TB, o ThroughputOptions) VariantThroughput {
+	vt := &r.vt
+	if r.l.profile && vt.MaxZeroDropRate > 0 {
+		pc, lr := profiledStep(ctx, tb, o, r.v, r.col, r.sink, vt.MaxZeroDropRate, o.Seed+uint64(len(r.l.rates)), r.l.step)
+		vt.Profile = pc
+		r.books = append(r.books, lr)
+	}
+	if r.l.validate {
+		// Every message of every step must be decided before the records can be compared.
+		var want int64
+		for _, lr := range r.books {
+			want += expectedAllSignals(lr.book)
+		}
+		settle(ctx, single(r.col), r.sink, settleCondition{minRecords: want, idle: true}, o.Timeouts.OfflineTimeout+o.SettleDeadline)
+		records := r.sink.Records()
+		for _, sig := range outcomeSignals {
+			var mine []harness.Record
+			for _, rec := range records {
+				if rec.Signal == sig {
+					mine = append(mine, rec)
+				}
+			}
+			v, perRun := validateSteps(r.books, mine)
+			v.Signal = sig
+			vt.Validations = append(vt.Validations, *v)
+			if sig != outcomeSignals[0] {
+				continue
+			}
+			// The books are the steps in order, then the profiled step.
+			for i, n := range perRun {
+				switch {
+				case i < len(vt.Steps):
+					vt.Steps[i].Misjudged = n
+				case vt.Profile != nil:
+					vt.Profile.Step.Misjudged = n
+				}
+			}
+		}
+	}
+	if err := r.col.Stop(); err != nil {
+		tb.Errorf("%s: %v", r.l.name, err)
+	}
+	r.sink.Stop()
+	return *vt
+}
+
+// climb runs the ladders in lockstep: step i of every ladder before step i+1 of any, the
+// order rotating at each step. On a shared machine a burst of load from elsewhere then lands
+// on neighbouring steps of every pipeline instead of on one pipeline's whole ladder; the
+// ladders' collectors that are not measuring sit idle meanwhile. Then each ladder finishes,
+// those without a profile or validation first.
+func climb(tb testing.TB, o ThroughputOptions, runs []*ladderRun) []VariantThroughput {
+	ctx := context.Background()
+	steps := 0
+	for _, r := range runs {
+		steps = max(steps, len(r.l.rates))
+	}
+	for i := range steps {
+		for j := range runs {
+			runs[(i+j)%len(runs)].step(ctx, tb, o, i)
+		}
+	}
+	out := make([]VariantThroughput, len(runs))
+	for _, last := range []bool{false, true} {
+		for i, r := range runs {
+			if (r.l.profile || r.l.validate) == last {
+				out[i] = r.finish(ctx, tb, o)
+			}
+		}
+	}
+	return out
+}
+
+// throughputStep sends one step's load at rate and measures it until every item reached the
+// sink. during, when set, runs alongside the load (the profiles).
+func throughputStep(ctx context.Context, tb testing.TB, o ThroughputOptions, v Variant, col *harness.Collector, sink *harness.Sink,
+	rate float64, seed uint64, dur time.Duration, during func(),
+) (StepResult, *loadRun) {
 	probs := map[faults.Class]float64{}
 	for _, c := range faults.Faults {
 		if c != faults.ClassLateEvents {
 			probs[c] = o.FaultProbability
 		}
 	}
-	var books []*loadRun
-	for i, rate := range o.Rates {
-		wc := workload.DefaultConfig()
-		wc.Seed, wc.Rate = o.Seed+uint64(i), rate
-		wc.Messages = int64(rate * o.StepDuration.Seconds())
-		wc.OfflineReconnectMin, wc.OfflineReconnectMax = offlineReconnect(o.Timeouts)
-		before, err := col.Telemetry(ctx)
-		if err != nil {
-			tb.Fatalf("%s: scraping: %v", v.Name, err)
-		}
-		spans0, logs0, _, out0 := sink.Counts()
-		begin := time.Now()
-		col.Monitor.Record(begin)
-		lr := startLoad(ctx, tb, Load{
-			Workload: wc, Faults: probs, Timeouts: o.Timeouts,
-			Sender: sender.Config{Endpoint: col.Endpoints.OTLPGRPC, Protocol: o.Protocol, Signals: o.Signals, Workers: o.Workers},
-		})
-		stats, err := lr.run.Wait()
-		if err != nil {
-			tb.Fatalf("%s: load: %v", v.Name, err)
-		}
-		books = append(books, lr)
-		sent, accepted, rejected, failed := stats.Items()
-		st := settle(ctx, single(col), sink, settleCondition{lifecycle: spans0 + logs0 - out0 + accepted}, o.SettleDeadline)
-		end := time.Now()
-		col.Monitor.Record(end)
-		after, err := col.Telemetry(ctx)
-		if err != nil {
-			tb.Fatalf("%s: scraping: %v", v.Name, err)
-		}
-		step := StepResult{
-			Rate: rate, Messages: stats.Messages, Items: sent,
-			MaxLag: stats.MaxLag.Round(time.Millisecond).String(),
-			KeptUp: stats.MaxLag <= time.Second,
-			Usage:  col.Usage(begin, end), Settle: st, DropDetail: map[string]float64{},
-		}
-		step.Achieved = stats.Rate()
-		step.CPUPerMessage = divide(step.Usage.CPUSeconds*1e6, float64(stats.Messages))
-		if rejected+failed > 0 {
-			step.DropDetail["sender_rejected_or_failed"] = float64(rejected + failed)
-		}
-		for name, n := range after.Drops() {
-			if d := n - before.Sum(name, nil); d > 0 {
-				step.DropDetail[name] = d
-			}
-		}
-		if missing := accepted - (st.Lifecycle - (spans0 + logs0 - out0)); missing > 0 {
-			step.DropDetail["lifecycle_items_missing_at_sink"] = float64(missing)
-		}
-		for _, d := range step.DropDetail {
-			step.Drops += int64(d)
-		}
-		tb.Logf("throughput %s %.0f msg/s: %d messages, %d items, cpu %.1f µs/msg, rss max %d MiB, drops %d, lag %s",
-			v.Name, rate, stats.Messages, sent, step.CPUPerMessage, step.Usage.RSSMax>>20, step.Drops, step.MaxLag)
-		vt.Steps = append(vt.Steps, step)
-		if step.Drops == 0 && step.KeptUp {
-			vt.MaxZeroDropRate = rate
-		} else if o.StopAtFirstFailure {
-			break
-		}
+	wc := workload.DefaultConfig()
+	wc.Seed, wc.Rate = seed, rate
+	wc.Messages = int64(rate * dur.Seconds())
+	wc.OfflineReconnectMin, wc.OfflineReconnectMax = offlineReconnect(o.Timeouts)
+	before, err := col.Telemetry(ctx)
+	if err != nil {
+		tb.Fatalf("%s: scraping: %v", v.Name, err)
 	}
+	spans0, logs0, _, out0 := sink.Counts()
+	begin := time.Now()
+	col.Monitor.Record(begin)
+	lr := startLoad(ctx, tb, Load{
+		Workload: wc, Faults: probs, Timeouts: o.Timeouts,
+		Sender: sender.Config{Endpoint: col.Endpoints.OTLPGRPC, Protocol: o.Protocol, Signals: o.Signals, Workers: o.Workers},
+	})
+	if during != nil {
+		during()
+	}
+	stats, err := lr.run.Wait()
+	if err != nil {
+		tb.Fatalf("%s: load: %v", v.Name, err)
+	}
+	sent, accepted, rejected, failed := stats.Items()
+	cond, deadline := settleCondition{lifecycle: spans0 + logs0 - out0 + accepted}, o.SettleDeadline
 	if v.IM {
-		// Every message of every step must be decided before the records can be compared.
-		var want int64
-		for _, lr := range books {
-			want += expectedAllSignals(lr.book)
-		}
-		settle(ctx, single(col), sink, settleCondition{minRecords: want, idle: true}, o.Timeouts.OfflineTimeout+o.SettleDeadline)
-		records := sink.Records()
-		for _, sig := range outcomeSignals {
-			var mine []harness.Record
-			for _, r := range records {
-				if r.Signal == sig {
-					mine = append(mine, r)
-				}
-			}
-			v := validateSteps(books, mine)
-			v.Signal = sig
-			vt.Validations = append(vt.Validations, *v)
+		// The step ends when im_loss has decided all its messages and their outcome records
+		// reached the sink: its CPU then covers the whole of its own work, which in lockstep
+		// (climb) no other step of the ladder would pick up. With every source idle the last
+		// deadlines pass only at max_source_lag.
+		t := o.Timeouts.WithDefaults()
+		cond.idle, deadline = true, deadline+t.OfflineTimeout+t.MaxSourceLag
+	}
+	st := settle(ctx, single(col), sink, cond, deadline)
+	end := time.Now()
+	col.Monitor.Record(end)
+	after, err := col.Telemetry(ctx)
+	if err != nil {
+		tb.Fatalf("%s: scraping: %v", v.Name, err)
+	}
+	step := StepResult{
+		Rate: rate, Messages: stats.Messages, Items: sent,
+		MaxLag: stats.MaxLag.Round(time.Millisecond).String(),
+		KeptUp: stats.MaxLag <= time.Second,
+		Usage:  col.Usage(begin, end), Settle: st, DropDetail: map[string]float64{},
+		Forced: after.Sum(forcedMetric, nil) - before.Sum(forcedMetric, nil), Misjudged: -1,
+	}
+	step.Achieved = stats.Rate()
+	step.CPUPerMessage = divide(step.Usage.CPUSeconds*1e6, float64(stats.Messages))
+	if rejected+failed > 0 {
+		step.DropDetail["sender_rejected_or_failed"] = float64(rejected + failed)
+	}
+	for name, n := range after.Drops() {
+		if d := n - before.Sum(name, nil); d > 0 {
+			step.DropDetail[name] = d
 		}
 	}
-	return vt
+	if missing := accepted - (st.Lifecycle - (spans0 + logs0 - out0)); missing > 0 {
+		step.DropDetail["lifecycle_items_missing_at_sink"] = float64(missing)
+	}
+	for _, d := range step.DropDetail {
+		step.Drops += int64(d)
+	}
+	tb.Logf("throughput %s (%s) %.0f msg/s: %d messages, %d items, cpu %.1f µs/msg, rss max %d MiB, drops %d, lag %s, forced verdicts %.0f",
+		v.Name, col.Name(), rate, stats.Messages, sent, step.CPUPerMessage, step.Usage.RSSMax>>20, step.Drops, step.MaxLag, step.Forced)
+	return step, lr
+}
+
+// profiledStep runs one more step at rate while reading a CPU profile and an alloc profile
+// (the allocations of the window, pprof's delta) over all but the last second of the load.
+func profiledStep(ctx context.Context, tb testing.TB, o ThroughputOptions, v Variant, col *harness.Collector, sink *harness.Sink,
+	rate float64, seed uint64, dur time.Duration,
+) (*ProfileCapture, *loadRun) {
+	pc := &ProfileCapture{Rate: rate, Seconds: max(1, int(dur.Seconds())-1)}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	fetch := func(path, sampleType string, into **harness.ProfileSummary) {
+		defer wg.Done()
+		pctx, cancel := context.WithTimeout(ctx, time.Duration(pc.Seconds)*time.Second+o.SettleDeadline)
+		defer cancel()
+		p, err := harness.FetchProfile(pctx, col.Endpoints.PprofURL(fmt.Sprintf("%s?seconds=%d", path, pc.Seconds)))
+		var sum harness.ProfileSummary
+		if err == nil {
+			sum, err = harness.SummarizeProfile(p, sampleType, ProfileTop, ProfileFocus...)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			pc.Problems = append(pc.Problems, fmt.Sprintf("%s profile: %v", path, err))
+			return
+		}
+		*into = &sum
+	}
+	step, lr := throughputStep(ctx, tb, o, v, col, sink, rate, seed, dur, func() {
+		wg.Add(2)
+		go fetch("profile", "cpu", &pc.CPU)
+		go fetch("allocs", "alloc_space", &pc.Alloc)
+	})
+	wg.Wait()
+	pc.Step = step
+	for _, p := range pc.Problems {
+		tb.Errorf("%s: %s", v.Name, p)
+	}
+	return pc, lr
 }
 
 // validateSteps validates each step's records against its own truth (steps differ by seed)
-// and adds the results up.
-func validateSteps(runs []*loadRun, records []harness.Record) *harness.Validation {
-	total := &harness.Validation{Confusion: map[string]map[string]int64{}}
+// and adds the results up; perRun is each step's false and missed labels.
+func validateSteps(runs []*loadRun, records []harness.Record) (total *harness.Validation, perRun []int64) {
+	total = &harness.Validation{Confusion: map[string]map[string]int64{}}
 	classes := map[string]*harness.ClassQuality{}
 	latencies := map[string][]harness.Latency{}
 	claimed := 0
@@ -255,6 +474,11 @@ func validateSteps(runs []*loadRun, records []harness.Record) *harness.Validatio
 		}
 		claimed += len(mine)
 		v := harness.Validate(lr.book, lr.seed, lr.run.StartTime(), mine)
+		var wrong int64
+		for _, c := range v.Classes {
+			wrong += c.FP + c.FN
+		}
+		perRun = append(perRun, wrong)
 		total.Messages += v.Messages
 		total.Records += v.Records
 		total.Unmatched += v.Unmatched
@@ -294,7 +518,7 @@ func validateSteps(runs []*loadRun, records []harness.Record) *harness.Validatio
 		c.Latency = worstLatency(latencies[l])
 		total.Classes = append(total.Classes, *c)
 	}
-	return total
+	return total, perRun
 }
 
 func mergeFaults(into, add []harness.FaultQuality) []harness.FaultQuality {
@@ -326,6 +550,248 @@ func worstLatency(ls []harness.Latency) harness.Latency {
 		out.P95 = max(out.P95, l.P95)
 		out.P99 = max(out.P99, l.P99)
 		out.Max = max(out.Max, l.Max)
+	}
+	return out
+}
+
+// Verdicts of a criterion.
+const (
+	VerdictMet          = "met"
+	VerdictNotMet       = "not met"
+	VerdictNotEvaluated = "not evaluated"
+)
+
+// The criteria of the throughput issue (#12), against the baseline of the same run.
+const (
+	// ZeroDropThreshold: the IM pipeline's highest zero-drop rate is at least this share of
+	// the baseline's.
+	ZeroDropThreshold = 0.95
+	// CPUThreshold: the IM pipeline's CPU per message is at most this multiple of the
+	// baseline's at every step up to the baseline's saturation.
+	CPUThreshold = 1.10
+	// ratioTolerance keeps a ratio equal to a threshold from failing on floating-point noise.
+	ratioTolerance = 1e-9
+)
+
+// Criteria are the issue's criteria, each met or not with its numbers. The benchmark reports
+// them; it does not fail on them.
+type Criteria struct {
+	ZeroDrop ZeroDropCriterion `json:"zero_drop_rate"`
+	CPU      CPUCriterion      `json:"cpu_per_message"`
+}
+
+// ZeroDropCriterion: IM pipeline zero-drop rate ≥ 0.95× the baseline's in the same run.
+type ZeroDropCriterion struct {
+	Verdict   string  `json:"verdict"`
+	IM        float64 `json:"im_rate"`
+	Baseline  float64 `json:"baseline_rate"`
+	Ratio     float64 `json:"ratio"`
+	Threshold float64 `json:"threshold"`
+	// Note qualifies the figures (a ladder that never saturated, a missing pipeline).
+	Note string `json:"note,omitempty"`
+}
+
+// CPUCriterion: CPU per message ≤ 1.10× the baseline at every step up to the baseline's
+// saturation (its highest zero-drop step).
+type CPUCriterion struct {
+	Verdict    string  `json:"verdict"`
+	Threshold  float64 `json:"threshold"`
+	Saturation float64 `json:"baseline_saturation_rate"`
+	// Steps are the baseline's steps up to its saturation, each with the IM pipeline's.
+	Steps []CPUStepCheck `json:"steps"`
+	// Worst is the highest ratio among the steps, at WorstRate.
+	Worst     float64 `json:"worst_ratio"`
+	WorstRate float64 `json:"worst_rate"`
+	Note      string  `json:"note,omitempty"`
+}
+
+// CPUStepCheck is one step of the CPU criterion, in µs per message.
+type CPUStepCheck struct {
+	Rate     float64 `json:"rate"`
+	IM       float64 `json:"im_cpu_per_message_us"`
+	Baseline float64 `json:"baseline_cpu_per_message_us"`
+	Ratio    float64 `json:"ratio"`
+	Met      bool    `json:"met"`
+	// Missing: the IM pipeline has no step at this rate (its ladder stopped before).
+	Missing bool `json:"missing,omitempty"`
+}
+
+func throughputCriteria(vs []VariantThroughput) Criteria {
+	c := Criteria{
+		ZeroDrop: ZeroDropCriterion{Verdict: VerdictNotEvaluated, Threshold: ZeroDropThreshold},
+		CPU:      CPUCriterion{Verdict: VerdictNotEvaluated, Threshold: CPUThreshold},
+	}
+	var im, base *VariantThroughput
+	for i := range vs {
+		switch {
+		case vs[i].Variant.IM:
+			im = &vs[i]
+		case vs[i].Variant.Name == VariantBaseline.Name:
+			base = &vs[i]
+		}
+	}
+	if im == nil || base == nil {
+		c.ZeroDrop.Note = "needs the im and baseline pipelines in the run"
+		c.CPU.Note = c.ZeroDrop.Note
+		return c
+	}
+	z := &c.ZeroDrop
+	z.IM, z.Baseline = im.MaxZeroDropRate, base.MaxZeroDropRate
+	c.CPU.Saturation = base.MaxZeroDropRate
+	if base.MaxZeroDropRate == 0 {
+		z.Note = "the baseline passed no step"
+		c.CPU.Note = z.Note
+		return c
+	}
+	z.Ratio = im.MaxZeroDropRate / base.MaxZeroDropRate
+	z.Verdict = VerdictNotMet
+	if z.Ratio >= ZeroDropThreshold-ratioTolerance {
+		z.Verdict = VerdictMet
+	}
+	var notes []string
+	if !base.Saturated {
+		notes = append(notes, "the baseline passed every step: its limit is above the ladder")
+	}
+	if !im.Saturated {
+		notes = append(notes, "the IM pipeline passed every step: its limit is above the ladder")
+	}
+	if len(notes) > 0 {
+		z.Note = strings.Join(notes, "; ")
+	} else {
+		z.Note = "resolution is the ladder's: each rate is the highest step passed"
+	}
+	cpu := &c.CPU
+	cpu.Verdict = VerdictMet
+	for _, b := range base.Steps {
+		if b.Rate > base.MaxZeroDropRate {
+			continue
+		}
+		chk := CPUStepCheck{Rate: b.Rate, Baseline: b.CPUPerMessage}
+		i := slices.IndexFunc(im.Steps, func(s StepResult) bool { return s.Rate == b.Rate })
+		if i < 0 {
+			chk.Missing = true
+		} else {
+			chk.IM = im.Steps[i].CPUPerMessage
+			chk.Ratio = divide(chk.IM, chk.Baseline)
+			chk.Met = chk.Baseline > 0 && chk.IM > 0 && chk.Ratio <= CPUThreshold+ratioTolerance
+		}
+		if !chk.Met {
+			cpu.Verdict = VerdictNotMet
+		}
+		if chk.Ratio > cpu.Worst {
+			cpu.Worst, cpu.WorstRate = chk.Ratio, chk.Rate
+		}
+		cpu.Steps = append(cpu.Steps, chk)
+	}
+	if slices.ContainsFunc(cpu.Steps, func(s CPUStepCheck) bool { return s.Missing }) {
+		cpu.Note = "the IM pipeline stopped before some of the baseline's zero-drop steps: not met at those"
+	}
+	return c
+}
+
+// Scaling is the IM pipeline pinned to 1, 2, ... CPUs, with GOMAXPROCS to match.
+type Scaling struct {
+	Rates []float64    `json:"rates"`
+	Step  string       `json:"step"`
+	Rows  []ScalingRow `json:"rows"`
+	// Ratios compare each row with the first (the fewest CPUs).
+	Ratios []ScalingRatio `json:"ratios"`
+}
+
+// ScalingRow is one climb of the ladder on a given number of CPUs.
+type ScalingRow struct {
+	CPUs       int `json:"cpus"`
+	GOMAXPROCS int `json:"gomaxprocs"`
+	// CPUList is what the collector was pinned to (taskset -c); Affinity is the
+	// Cpus_allowed_list its process had.
+	CPUList  string `json:"cpu_list,omitempty"`
+	Affinity string `json:"affinity"`
+	Pinned   bool   `json:"pinned"`
+	// PinProblem says why the collector ran unpinned (GOMAXPROCS still set).
+	PinProblem      string       `json:"pin_problem,omitempty"`
+	Steps           []StepResult `json:"steps"`
+	MaxZeroDropRate float64      `json:"max_zero_drop_rate"`
+	Saturated       bool         `json:"saturated"`
+	// CPUPerMessage is at the highest zero-drop step, in µs.
+	CPUPerMessage float64 `json:"cpu_per_message_us"`
+	// RatePerCore is MaxZeroDropRate per CPU.
+	RatePerCore float64 `json:"rate_per_core"`
+}
+
+// ScalingRatio compares a row with one of fewer CPUs: Rate and PerCore divide the highest
+// zero-drop rates (total and per core: 1 per core is linear scaling), CPUPerMessage the CPU
+// per message at those steps.
+type ScalingRatio struct {
+	CPUs          int     `json:"cpus"`
+	Against       int     `json:"against_cpus"`
+	Rate          float64 `json:"rate"`
+	PerCore       float64 `json:"per_core"`
+	CPUPerMessage float64 `json:"cpu_per_message"`
+}
+
+// scaling climbs ScalingRates with the IM pipeline once per entry of o.Scaling, pinned to the
+// first that many CPUs this process may use. Without taskset, or with fewer CPUs, the row runs
+// unpinned and says why.
+func scaling(tb testing.TB, o ThroughputOptions) *Scaling {
+	tb.Helper()
+	sc := &Scaling{Rates: o.ScalingRates, Step: o.ScalingStep.String()}
+	_, tasksetErr := harness.TasksetPath()
+	allowed, allowedErr := harness.AllowedCPUs()
+	var runs []*ladderRun
+	for _, n := range o.Scaling {
+		row := ScalingRow{CPUs: n, GOMAXPROCS: n}
+		switch {
+		case tasksetErr != nil:
+			row.PinProblem = tasksetErr.Error()
+		case allowedErr != nil:
+			row.PinProblem = allowedErr.Error()
+		default:
+			list, err := harness.FirstCPUs(allowed, n)
+			if err != nil {
+				row.PinProblem = err.Error()
+			} else {
+				row.CPUList, row.Pinned = list, true
+			}
+		}
+		if row.PinProblem != "" {
+			tb.Logf("scaling %d CPUs: running unpinned: %s", n, row.PinProblem)
+		}
+		runs = append(runs, startLadder(tb, o, VariantIM, ladder{
+			name: fmt.Sprintf("scaling-%dcpu", n), rates: o.ScalingRates, step: o.ScalingStep,
+			cpus: row.CPUList, procs: n,
+		}))
+		sc.Rows = append(sc.Rows, row)
+	}
+	for i, vt := range climb(tb, o, runs) {
+		row := &sc.Rows[i]
+		row.Steps, row.MaxZeroDropRate, row.Saturated = vt.Steps, vt.MaxZeroDropRate, vt.Saturated
+		row.Affinity = vt.Affinity
+		scalingFigures(row)
+	}
+	sc.Ratios = scalingRatios(sc.Rows)
+	return sc
+}
+
+func scalingFigures(row *ScalingRow) {
+	row.RatePerCore = divide(row.MaxZeroDropRate, float64(row.CPUs))
+	if i := slices.IndexFunc(row.Steps, func(s StepResult) bool { return s.Rate == row.MaxZeroDropRate }); i >= 0 && row.MaxZeroDropRate > 0 {
+		row.CPUPerMessage = row.Steps[i].CPUPerMessage
+	}
+}
+
+func scalingRatios(rows []ScalingRow) []ScalingRatio {
+	if len(rows) < 2 {
+		return nil
+	}
+	first := rows[0]
+	var out []ScalingRatio
+	for _, r := range rows[1:] {
+		out = append(out, ScalingRatio{
+			CPUs: r.CPUs, Against: first.CPUs,
+			Rate:          divide(r.MaxZeroDropRate, first.MaxZeroDropRate),
+			PerCore:       divide(r.RatePerCore, first.RatePerCore),
+			CPUPerMessage: divide(r.CPUPerMessage, first.CPUPerMessage),
+		})
 	}
 	return out
 }

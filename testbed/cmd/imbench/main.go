@@ -57,6 +57,11 @@ type options struct {
 	workers   int
 	signals   sender.Signals
 	variants  []scenarios.Variant
+	// scaling is nil when unset (the default applies), empty for none.
+	scaling      []int
+	scalingRates []float64
+	scalingStep  time.Duration
+	profile      bool
 }
 
 func run(args []string, out io.Writer) error {
@@ -74,11 +79,16 @@ func run(args []string, out io.Writer) error {
 		sigArg  = fs.String("signals", "traces", "traces, logs or mixed for the performance scenarios (span_metrics in the peer only sees spans)")
 		bin     = fs.String("bin", "", "collector binary (default bin/imcol, or $"+testcollector.BinaryEnv+")")
 		varArg  = fs.String("variants", "im,baseline,peer", "pipelines of the throughput and memory scenarios (ratios need im and a reference)")
+		scArg   = fs.String("scaling", "1,2", "throughput: CPU counts of the IM pipeline's scaling table, each a fresh collector pinned with taskset to that many CPUs and GOMAXPROCS to match; none to skip")
+		scRates = fs.String("scaling-rates", "", "throughput: steps of the scaling table in messages/s (default 2000,4000,6000,8000,12000; quick: 200,400)")
+		scStep  = fs.Duration("scaling-step", 0, "throughput: duration of each scaling step (default 10s; quick: 3s)")
+		profile = fs.Bool("profile", true, "throughput: one more IM step at its highest zero-drop rate with a CPU and an alloc profile read from its pprof extension")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	o := options{out: *outDir, date: *date, quick: *quick, step: *step, inFlight: *flight, memRate: *memRate, workers: *workers}
+	o := options{out: *outDir, date: *date, quick: *quick, step: *step, inFlight: *flight, memRate: *memRate, workers: *workers,
+		scalingStep: *scStep, profile: *profile}
 	for _, s := range strings.Split(*which, ",") {
 		s = strings.TrimSpace(s)
 		if !slices.Contains(allScenarios, s) {
@@ -86,16 +96,16 @@ func run(args []string, out io.Writer) error {
 		}
 		o.scenarios = append(o.scenarios, s)
 	}
-	if *rates != "" {
-		for _, r := range strings.Split(*rates, ",") {
-			v, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
-			if err != nil || v <= 0 || v > 1e6 {
-				return fmt.Errorf("-rates: %q is not a rate in (0, 1e6]", r)
-			}
-			o.rates = append(o.rates, v)
-		}
-	}
 	var err error
+	if o.rates, err = parseRates("-rates", *rates); err != nil {
+		return err
+	}
+	if o.scalingRates, err = parseRates("-scaling-rates", *scRates); err != nil {
+		return err
+	}
+	if o.scaling, err = parseScaling(*scArg); err != nil {
+		return err
+	}
 	if o.signals, err = sender.ParseSignals(*sigArg); err != nil {
 		return err
 	}
@@ -135,7 +145,8 @@ func run(args []string, out io.Writer) error {
 		if result == nil {
 			continue // the scenario could not run; its error says why
 		}
-		rep := report{Scenario: name, Date: o.date, Quick: o.quick, Env: env, Took: time.Since(begin).Round(time.Second).String(), Result: result}
+		rep := report{Scenario: name, Date: o.date, Quick: o.quick, Env: env, Took: time.Since(begin).Round(time.Second).String(), Result: result,
+			LoadAtEnd: loadAverage()}
 		if err != nil {
 			rep.Problems = err.Error()
 		}
@@ -197,6 +208,19 @@ func runScenario(tb testing.TB, name string, o options) any {
 		if o.step > 0 {
 			t.StepDuration = o.step
 		}
+		if o.quick {
+			t.ScalingRates, t.ScalingStep = []float64{200, 400}, 3*time.Second
+		}
+		if o.scaling != nil {
+			t.Scaling = o.scaling
+		}
+		if len(o.scalingRates) > 0 {
+			t.ScalingRates = o.scalingRates
+		}
+		if o.scalingStep > 0 {
+			t.ScalingStep = o.scalingStep
+		}
+		t.Profile = o.profile
 		return scenarios.Throughput(tb, t)
 	case "memory":
 		m := scenarios.DefaultMemory()
@@ -232,6 +256,41 @@ func runScenario(tb testing.TB, name string, o options) any {
 	return nil
 }
 
+// parseRates reads a comma-separated list of message rates; empty is none.
+func parseRates(flagName, arg string) ([]float64, error) {
+	if arg == "" {
+		return nil, nil
+	}
+	var out []float64
+	for _, r := range strings.Split(arg, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
+		if err != nil || v <= 0 || v > 1e6 {
+			return nil, fmt.Errorf("%s: %q is not a rate in (0, 1e6]", flagName, r)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// parseScaling reads the -scaling CPU counts, in increasing order; "none" is an empty list.
+func parseScaling(arg string) ([]int, error) {
+	out := []int{}
+	if arg == "none" || arg == "" {
+		return out, nil
+	}
+	for _, c := range strings.Split(arg, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n < 1 || n > 1024 {
+			return nil, fmt.Errorf("-scaling: %q is not a CPU count", c)
+		}
+		if len(out) > 0 && n <= out[len(out)-1] {
+			return nil, fmt.Errorf("-scaling: CPU counts must increase (%s)", arg)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
 // environment describes the machine and the versions under test.
 type environment struct {
 	CPUs       int    `json:"cpus"`
@@ -257,9 +316,7 @@ func describeEnvironment(ctx context.Context) environment {
 		e.OS = hi.Platform + " " + hi.PlatformVersion + " (" + e.OS + ")"
 		e.Kernel = hi.KernelVersion
 	}
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		e.SharedLoad = strings.Join(strings.Fields(string(b))[:3], " ")
-	}
+	e.SharedLoad = loadAverage()
 	e.Binary = os.Getenv(testcollector.BinaryEnv)
 	if e.Binary == "" {
 		if wd, err := os.Getwd(); err == nil {
@@ -276,12 +333,25 @@ func describeEnvironment(ctx context.Context) environment {
 	return e
 }
 
+// loadAverage is the machine's 1, 5 and 15 minute load averages, or "" where unknown.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	return strings.Join(f[:min(3, len(f))], " ")
+}
+
 type report struct {
-	Scenario string      `json:"scenario"`
-	Date     string      `json:"date"`
-	Quick    bool        `json:"quick"`
-	Took     string      `json:"took"`
-	Env      environment `json:"environment"`
+	Scenario string `json:"scenario"`
+	Date     string `json:"date"`
+	Quick    bool   `json:"quick"`
+	Took     string `json:"took"`
+	// LoadAtEnd is the load average when the scenario ended: with the one at start, how busy
+	// the shared machine was meanwhile.
+	LoadAtEnd string      `json:"load_average_at_end,omitempty"`
+	Env       environment `json:"environment"`
 	// Problems lists what went wrong while the scenario ran (it still produced a result).
 	Problems string `json:"problems,omitempty"`
 	Result   any    `json:"result"`

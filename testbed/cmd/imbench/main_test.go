@@ -38,10 +38,28 @@ func TestReportsRenderEveryScenario(t *testing.T) {
 		"throughput": &scenarios.ThroughputResult{
 			Options: scenarios.DefaultThroughput(),
 			Variants: []scenarios.VariantThroughput{
-				{Variant: scenarios.VariantIM, Steps: []scenarios.StepResult{step}, MaxZeroDropRate: 1000, Validations: v},
+				{Variant: scenarios.VariantIM, Steps: []scenarios.StepResult{step}, MaxZeroDropRate: 1000, Validations: v,
+					Profile: &scenarios.ProfileCapture{Rate: 1000, Seconds: 19, Step: step,
+						CPU: &harness.ProfileSummary{SampleType: "cpu", Unit: "nanoseconds", Total: 4e9, Samples: 400, Duration: "19s",
+							ByFlat: []harness.ProfileFunc{{Function: "runtime.mallocgc", Flat: 1e9, FlatPercent: 25, Cum: 2e9, CumPercent: 50}},
+							ByCum:  []harness.ProfileFunc{{Function: "pkg.(*q[go.shape.interface { X() [2]int }]).Send", Cum: 3e9, CumPercent: 75}},
+							Focus:  []harness.ProfileShare{{Match: "imlossprocessor", Value: 5e8, Percent: 12.5}}},
+						Problems: []string{"allocs profile: GET failed"}}},
 				{Variant: scenarios.VariantBaseline, Steps: []scenarios.StepResult{step}, MaxZeroDropRate: 1000},
 			},
 			Ratios: []scenarios.Ratio{{Rate: 1000, Against: "baseline", CPUPerMessage: 1.5, RSSAvg: 1.2, RSSMax: 1.1}},
+			Criteria: scenarios.Criteria{
+				ZeroDrop: scenarios.ZeroDropCriterion{Verdict: scenarios.VerdictMet, IM: 1000, Baseline: 1000, Ratio: 1, Threshold: 0.95},
+				CPU: scenarios.CPUCriterion{Verdict: scenarios.VerdictNotMet, Threshold: 1.1, Saturation: 2000, Worst: 1.5, WorstRate: 1000,
+					Steps: []scenarios.CPUStepCheck{{Rate: 1000, IM: 300, Baseline: 200, Ratio: 1.5}, {Rate: 2000, Baseline: 150, Missing: true}}},
+			},
+			Scaling: &scenarios.Scaling{Rates: []float64{1000}, Step: "10s",
+				Rows: []scenarios.ScalingRow{
+					{CPUs: 1, GOMAXPROCS: 1, CPUList: "0", Affinity: "0", Pinned: true, Steps: []scenarios.StepResult{step}, MaxZeroDropRate: 1000, Saturated: true, CPUPerMessage: 200, RatePerCore: 1000},
+					{CPUs: 2, GOMAXPROCS: 2, Affinity: "0-1", PinProblem: "taskset not found", Steps: []scenarios.StepResult{step}, MaxZeroDropRate: 1500, CPUPerMessage: 220, RatePerCore: 750},
+				},
+				Ratios: []scenarios.ScalingRatio{{CPUs: 2, Against: 1, Rate: 1.5, PerCore: 0.75, CPUPerMessage: 1.1}},
+			},
 		},
 		"memory": &scenarios.MemoryResult{
 			Options:          scenarios.DefaultMemory(),
@@ -85,6 +103,19 @@ func TestReportsRenderEveryScenario(t *testing.T) {
 	assert.Contains(t, string(tp), "| 1000 | baseline | 1.50× | 1.20× | 1.10× |")
 	assert.Contains(t, string(tp), "| lost/ack_timeout@push | 1 | 1 | 1 | 0 | 0.5000 | 1.0000 |")
 	assert.Contains(t, string(tp), "### Outcome records as traces")
+	assert.Contains(t, string(tp), "| IM pipeline zero-drop rate ≥ 0.95× the baseline's | **met** | im 1000 msg/s, baseline 1000 msg/s: 1.00× |")
+	assert.Contains(t, string(tp), "| CPU per message ≤ 1.10× the baseline at every step up to its saturation | **not met** | baseline saturation 2000 msg/s; worst 1.50× at 1000 msg/s |")
+	assert.Contains(t, string(tp), "| 2000 | no step | 150.0 | - | no |")
+	assert.Contains(t, string(tp), "| 1 | 1 | 0 | 0 | 1000 | yes | 200.0 | 1000 |")
+	assert.Contains(t, string(tp), "| 2 | 2 | **not pinned**: taskset not found | 0-1 | 1500 | no (every step passed) | 220.0 | 750 |")
+	assert.Contains(t, string(tp), "2 vs 1 CPUs: highest zero-drop rate 1.50×, per core 0.75×")
+	assert.Contains(t, string(tp), "### CPU: 4.00s over 400 samples (19s)")
+	assert.Contains(t, string(tp), "| `runtime.mallocgc` | 1.00s | 25.0% | 2.00s | 50.0% |")
+	assert.Contains(t, string(tp), "| `pkg.(*q[…]).Send` | 0.00s | 0.0% | 3.00s | 75.0% |")
+	assert.Contains(t, string(tp), "- **allocs profile: GET failed**")
+	assert.Contains(t, string(tp), "| `imlossprocessor` | 0.50s | 12.5% |")
+	assert.Contains(t, string(tp), "| baseline | 1000 | 998 | 20000 | 140000 | 20 | 35 | 200.0 | 200 | 210 | 0 | 20ms | - | - |")
+	assert.Contains(t, string(tp), "| im | 1000 | 998 | 20000 | 140000 | 20 | 35 | 200.0 | 200 | 210 | 0 | 20ms | 0 | 0 |")
 	cr, err := os.ReadFile(filepath.Join(dir, "2026-01-02-correctness.md"))
 	require.NoError(t, err)
 	assert.Contains(t, string(cr), "2026-01-02-throughput.md", "non-performance reports point at the ratios of the run")
@@ -103,6 +134,9 @@ func TestReportsRenderEveryScenario(t *testing.T) {
 	assert.Contains(t, s, "outcomes per backend 4 / 6")
 	assert.Contains(t, s, "bytes per in-flight message")
 	assert.Contains(t, s, "lowest precision 0.5000")
+	assert.Contains(t, s, "criterion CPU/message ≤ 1.10× baseline up to its saturation (2000 msg/s): **not met** (worst 1.50× at 1000 msg/s)")
+	assert.Contains(t, s, "scaling, 2 CPU (NOT pinned: taskset not found, GOMAXPROCS 2)")
+	assert.Contains(t, s, "CPU profile at 1000 msg/s, top flat: runtime.mallocgc 25.0%")
 }
 
 func TestRejectsBadFlags(t *testing.T) {
@@ -111,8 +145,23 @@ func TestRejectsBadFlags(t *testing.T) {
 		{"-rates", "fast"},
 		{"-variants", "im,other"},
 		{"-signals", "bogus"},
+		{"-scaling", "2,1"},
+		{"-scaling", "0"},
+		{"-scaling-rates", "-5"},
 	} {
 		var out bytes.Buffer
 		assert.Error(t, run(append(args, "-out", t.TempDir()), &out), "%v", args)
 	}
+}
+
+func TestParseScaling(t *testing.T) {
+	got, err := parseScaling("1,2")
+	require.NoError(t, err)
+	assert.Equal(t, []int{1, 2}, got)
+	got, err = parseScaling("none")
+	require.NoError(t, err)
+	assert.Empty(t, got)
+	assert.NotNil(t, got, "an empty list turns the scaling table off; nil would mean the default")
+	_, err = parseScaling("1,1")
+	assert.ErrorContains(t, err, "must increase")
 }
