@@ -4,6 +4,7 @@ go 1.25.0
 
 require (
 	github.com/dchest/siphash v1.2.3
+	github.com/google/pprof v0.0.0-20260507013755-92041b743c96
 	github.com/jonboulle/clockwork v0.5.0
 	github.com/open-telemetry/opentelemetry-collector-contrib/connector/countconnector v0.157.0
 	github.com/open-telemetry/opentelemetry-collector-contrib/connector/routingconnector v0.157.0
@@ -48,7 +49,6 @@ require (
 	go.opentelemetry.io/collector/confmap/provider/httpprovider v1.63.0
 	go.opentelemetry.io/collector/confmap/provider/httpsprovider v1.63.0
 	go.opentelemetry.io/collector/confmap/provider/yamlprovider v1.63.0
-	go.opentelemetry.io/collector/confmap/xconfmap v0.157.0
 	go.opentelemetry.io/collector/connector v0.157.0
 	go.opentelemetry.io/collector/connector/connectortest v0.157.0
 	go.opentelemetry.io/collector/connector/forwardconnector v0.157.0
@@ -213,7 +213,6 @@ require (
 	github.com/google/go-querystring v1.2.0 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/google/jsonschema-go v0.4.3 // indirect
-	github.com/google/pprof v0.0.0-20260507013755-92041b743c96 // indirect
 	github.com/google/s2a-go v0.1.9 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/googleapis/enterprise-certificate-proxy v0.3.15 // indirect
@@ -361,6 +360,7 @@ require (
 	go.opentelemetry.io/collector/config/configretry v1.63.0 // indirect
 	go.opentelemetry.io/collector/config/configtelemetry v0.157.0 // indirect
 	go.opentelemetry.io/collector/config/configtls v1.63.0 // indirect
+	go.opentelemetry.io/collector/confmap/xconfmap v0.157.0 // indirect
 	go.opentelemetry.io/collector/connector/xconnector v0.157.0 // indirect
 	go.opentelemetry.io/collector/consumer/consumererror v0.157.0 // indirect
 	go.opentelemetry.io/collector/consumer/consumererror/xconsumererror v0.157.0 // indirect
