@@ -364,31 +364,11 @@ func (c *alertEventsConnector) ingest(ctx context.Context, md pmetric.Metrics) e
 }
 
 func hasDelta(md pmetric.Metrics) bool {
-	rms := md.ResourceMetrics()
-	for i := 0; i < rms.Len(); i++ {
-		sms := rms.At(i).ScopeMetrics()
-		for j := 0; j < sms.Len(); j++ {
-			ms := sms.At(j).Metrics()
-			for k := 0; k < ms.Len(); k++ {
-				m := ms.At(k)
-				switch m.Type() {
-				case pmetric.MetricTypeSum:
-					if m.Sum().AggregationTemporality() == pmetric.AggregationTemporalityDelta {
-						return true
-					}
-				case pmetric.MetricTypeHistogram:
-					if m.Histogram().AggregationTemporality() == pmetric.AggregationTemporalityDelta {
-						return true
-					}
-				case pmetric.MetricTypeExponentialHistogram:
-					if m.ExponentialHistogram().AggregationTemporality() == pmetric.AggregationTemporalityDelta {
-						return true
-					}
-				}
-			}
-		}
-	}
-	return false
+	delta := false
+	tsdbstore.EachAggregated(md, func(temporality pmetric.AggregationTemporality, _ int) {
+		delta = delta || temporality == pmetric.AggregationTemporalityDelta
+	})
+	return delta
 }
 
 func (c *alertEventsConnector) recordStoreDrops(ctx context.Context) {

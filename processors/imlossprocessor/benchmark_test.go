@@ -103,18 +103,7 @@ func BenchmarkConsumeTraces(b *testing.B) {
 	base := scanNs(b, batches)
 	cfg := defaultCfg()
 	cfg.DecidedCacheSize = 0 // batches repeat: each repetition is followed as new messages
-	f := &factory{shared: newSharedRuntimes(), clock: newFakeClock()}
-	set := processortest.NewNopSettings(metadata.Type)
-	set.TelemetrySettings = componenttest.NewNopTelemetrySettings()
-	p, err := f.processorFactory().CreateTraces(context.Background(), set, cfg, consumertest.NewNop())
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err = p.Start(context.Background(), componenttest.NewNopHost()); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = p.Shutdown(context.Background()) }()
-	rt := f.shared.m[set.ID].rt
+	p, rt := startBench(b, cfg)
 	b.ReportAllocs()
 	b.ResetTimer()
 	consumeAll(b, p, batches, b.N)

@@ -86,33 +86,32 @@ func unwrapJoined(err error) []error {
 // reports one error for each).
 func countWithoutTemporality(md pmetric.Metrics, res *Result) int64 {
 	var metrics int64
-	rms := md.ResourceMetrics()
-	for i := 0; i < rms.Len(); i++ {
-		sms := rms.At(i).ScopeMetrics()
-		for j := 0; j < sms.Len(); j++ {
-			ms := sms.At(j).Metrics()
-			for k := 0; k < ms.Len(); k++ {
-				m := ms.At(k)
-				var temporality pmetric.AggregationTemporality
-				var n int
+	EachAggregated(md, func(temporality pmetric.AggregationTemporality, points int) {
+		if temporality != pmetric.AggregationTemporalityCumulative {
+			metrics++
+			res.Unsupported += int64(points)
+		}
+	})
+	return metrics
+}
+
+// EachAggregated calls fn with the temporality and data point count of every
+// metric of md that has a temporality: sums, histograms and exponential histograms.
+func EachAggregated(md pmetric.Metrics, fn func(temporality pmetric.AggregationTemporality, points int)) {
+	for _, rm := range md.ResourceMetrics().All() {
+		for _, sm := range rm.ScopeMetrics().All() {
+			for _, m := range sm.Metrics().All() {
 				switch m.Type() {
 				case pmetric.MetricTypeSum:
-					temporality, n = m.Sum().AggregationTemporality(), m.Sum().DataPoints().Len()
+					fn(m.Sum().AggregationTemporality(), m.Sum().DataPoints().Len())
 				case pmetric.MetricTypeHistogram:
-					temporality, n = m.Histogram().AggregationTemporality(), m.Histogram().DataPoints().Len()
+					fn(m.Histogram().AggregationTemporality(), m.Histogram().DataPoints().Len())
 				case pmetric.MetricTypeExponentialHistogram:
-					temporality, n = m.ExponentialHistogram().AggregationTemporality(), m.ExponentialHistogram().DataPoints().Len()
-				default:
-					continue
-				}
-				if temporality != pmetric.AggregationTemporalityCumulative {
-					metrics++
-					res.Unsupported += int64(n)
+					fn(m.ExponentialHistogram().AggregationTemporality(), m.ExponentialHistogram().DataPoints().Len())
 				}
 			}
 		}
 	}
-	return metrics
 }
 
 // errNativeHistogram refuses native histograms: they come from OTLP

@@ -66,15 +66,8 @@ func (t *Tracker) appendHeld(b []byte, m *message) []byte {
 	b = binary.AppendUvarint(b, uint64(len(list)))
 	for i := range list {
 		h := &list[i]
-		var flags byte
-		for _, f := range []struct {
-			on  bool
-			bit byte
-		}{{h.ev.Failed, heldFailed}, {h.ev.Offline, heldOffline}, {h.ev.HasSeq, heldHasSeq}, {h.beforeCrash, heldBeforeCrash}} {
-			if f.on {
-				flags |= f.bit
-			}
-		}
+		flags := flagIf(h.ev.Failed, heldFailed) | flagIf(h.ev.Offline, heldOffline) |
+			flagIf(h.ev.HasSeq, heldHasSeq) | flagIf(h.beforeCrash, heldBeforeCrash)
 		b = append(b, byte(h.ev.Stage), flags, h.ev.Sink)
 		b = appendString(b, h.ev.ConversationID)
 		b = appendString(b, h.ev.DeviceID)
@@ -86,6 +79,13 @@ func (t *Tracker) appendHeld(b []byte, m *message) []byte {
 		b = binary.AppendUvarint(b, uint64(h.ev.Fanout))
 	}
 	return b
+}
+
+func flagIf(on bool, flag byte) byte {
+	if on {
+		return flag
+	}
+	return 0
 }
 
 // readHeld reads what appendHeld wrote for the message id, at most limit events.

@@ -45,7 +45,12 @@ func NewShards(cfg Config, n int) (*Dispatcher, []*Tracker) {
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
 // Shard is the shard of a message or conversation id.
-func (d *Dispatcher) Shard(id string) int { return int(sipHash24(d.key[0], d.key[1], id) % d.n) }
+func (d *Dispatcher) Shard(id string) int {
+	if d.n == 1 {
+		return 0 // no hash per event when there is nothing to choose
+	}
+	return int(sipHash24(d.key[0], d.key[1], id) % d.n)
+}
 
 // Dispatch stamps ev, arrived at collector time now, and names its message's shard and, when
 // it feeds seq gap detection (see Stamp.FeedsSeq), its conversation's (else -1).
