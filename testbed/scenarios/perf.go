@@ -133,6 +133,9 @@ type StepResult struct {
 	// Misjudged is the false and missed outcome labels among the step's messages (outcome
 	// records as traces); IM ladders that validate only, -1 elsewhere.
 	Misjudged int64 `json:"misjudged_labels"`
+	// MisjudgedExamples names the first of them: a step that kept up should have none, and
+	// the run-wide examples would mostly be a saturated step's.
+	MisjudgedExamples []string `json:"misjudged_examples,omitempty"`
 }
 
 const forcedMetric = "otelcol_processor_im_loss_forced_decisions_total"
@@ -291,7 +294,7 @@ func (r *ladderRun) finish(ctx context.Context, tb testing.TB, o ThroughputOptio
 					mine = append(mine, rec)
 				}
 			}
-			v, perRun := validateSteps(r.books, mine)
+			v, perRun, examples := validateSteps(r.books, mine)
 			v.Signal = sig
 			vt.Validations = append(vt.Validations, *v)
 			if sig != outcomeSignals[0] {
@@ -301,9 +304,9 @@ func (r *ladderRun) finish(ctx context.Context, tb testing.TB, o ThroughputOptio
 			for i, n := range perRun {
 				switch {
 				case i < len(vt.Steps):
-					vt.Steps[i].Misjudged = n
+					vt.Steps[i].Misjudged, vt.Steps[i].MisjudgedExamples = n, examples[i]
 				case vt.Profile != nil:
-					vt.Profile.Step.Misjudged = n
+					vt.Profile.Step.Misjudged, vt.Profile.Step.MisjudgedExamples = n, examples[i]
 				}
 			}
 		}
@@ -459,8 +462,9 @@ func profiledStep(ctx context.Context, tb testing.TB, o ThroughputOptions, v Var
 }
 
 // validateSteps validates each step's records against its own truth (steps differ by seed)
-// and adds the results up; perRun is each step's false and missed labels.
-func validateSteps(runs []*loadRun, records []harness.Record) (total *harness.Validation, perRun []int64) {
+// and adds the results up; perRun is each step's false and missed labels, examples the first
+// stepExamples mismatches of each step.
+func validateSteps(runs []*loadRun, records []harness.Record) (total *harness.Validation, perRun []int64, examples [][]string) {
 	total = &harness.Validation{Confusion: map[string]map[string]int64{}}
 	classes := map[string]*harness.ClassQuality{}
 	latencies := map[string][]harness.Latency{}
@@ -479,6 +483,7 @@ func validateSteps(runs []*loadRun, records []harness.Record) (total *harness.Va
 			wrong += c.FP + c.FN
 		}
 		perRun = append(perRun, wrong)
+		examples = append(examples, v.Examples[:min(stepExamples, len(v.Examples))])
 		total.Messages += v.Messages
 		total.Records += v.Records
 		total.Unmatched += v.Unmatched
@@ -518,8 +523,11 @@ func validateSteps(runs []*loadRun, records []harness.Record) (total *harness.Va
 		c.Latency = worstLatency(latencies[l])
 		total.Classes = append(total.Classes, *c)
 	}
-	return total, perRun
+	return total, perRun, examples
 }
+
+// stepExamples is how many mismatches a step's result names.
+const stepExamples = 5
 
 func mergeFaults(into, add []harness.FaultQuality) []harness.FaultQuality {
 	for _, f := range add {

@@ -201,6 +201,11 @@ func writeThroughput(b *strings.Builder, r *scenarios.ThroughputResult) {
 		}
 	}
 	b.WriteString("\n\n")
+	for _, v := range r.Variants {
+		for _, s := range v.Steps {
+			writeMisjudged(b, fmt.Sprintf("%s at %.0f msg/s", v.Variant.Name, s.Rate), s)
+		}
+	}
 	if r.Scaling != nil {
 		writeScaling(b, r.Scaling)
 	}
@@ -296,10 +301,24 @@ func writeScaling(b *strings.Builder, sc *scenarios.Scaling) {
 	b.WriteString("\n\n")
 }
 
+// writeMisjudged names the first mismatches of a step that kept up: there should be none, so
+// each is worth reading (a saturated step's are the lag's, summed up in the table).
+func writeMisjudged(b *strings.Builder, what string, s scenarios.StepResult) {
+	if !s.KeptUp || len(s.MisjudgedExamples) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "%s kept up and misjudged %d labels; the first:\n\n", what, s.Misjudged)
+	for _, e := range s.MisjudgedExamples {
+		fmt.Fprintf(b, "- %s\n", e)
+	}
+	b.WriteString("\n")
+}
+
 func writeProfiles(b *strings.Builder, pc *scenarios.ProfileCapture) {
 	s := pc.Step
 	fmt.Fprintf(b, "## Profiles of the IM pipeline at %.0f msg/s\n\nOne more step at the IM pipeline's highest zero-drop rate, after its ladder; the collector's pprof extension profiled %ds of it (`/debug/pprof/profile` and the allocations of the same window, `/debug/pprof/allocs?seconds=`). The step: %d messages, achieved %.0f msg/s, CPU %.1f µs/msg (profiling included), drops %d, max lag %s, forced verdicts %.0f, misjudged labels %d.\n\n",
 		pc.Rate, pc.Seconds, s.Messages, s.Achieved, s.CPUPerMessage, s.Drops, s.MaxLag, s.Forced, s.Misjudged)
+	writeMisjudged(b, "The profiled step", s)
 	for _, p := range pc.Problems {
 		fmt.Fprintf(b, "- **%s**\n", p)
 	}
