@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -39,4 +40,59 @@ func TestIndexMatchesMap(t *testing.T) {
 	}
 	require.Zero(t, x.n)
 	require.Len(t, x.slots, minIndexSlots)
+}
+
+// BenchmarkIndexLookup looks up a million tracked ids (half of the lookups for ids not
+// tracked, as every message's first event is) and reports the time per lookup as a ratio to
+// a Go map of the same ids measured in the same run.
+func BenchmarkIndexLookup(b *testing.B) {
+	const n = 1_000_000
+	ids := benchIDs(2 * n)
+	x := newIndex()
+	ref := make(map[string]*message, n)
+	for _, id := range ids[:n] {
+		m := &message{id: string([]byte(id))}
+		x.put(m)
+		ref[m.id] = m
+	}
+	// Probes in a random order, so that neither structure is read in the order it was filled.
+	r := rand.New(rand.NewPCG(3, 4))
+	probes := make([]string, 1<<16)
+	for i := range probes {
+		probes[i] = ids[r.IntN(len(ids))]
+	}
+	var found int
+	mapNs := nsPerOp(func(i int) {
+		if ref[probes[i&(len(probes)-1)]] != nil {
+			found++
+		}
+	})
+	b.ResetTimer()
+	for i := range b.N {
+		if x.get(probes[i&(len(probes)-1)]) != nil {
+			found++
+		}
+	}
+	b.StopTimer()
+	perOp := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+	b.ReportMetric(mapNs, "map_ns/op")
+	b.ReportMetric(perOp/mapNs, "x_map")
+	if found == 0 {
+		b.Fatal("no probe found its id")
+	}
+}
+
+// nsPerOp times f over enough calls to take about 200ms.
+func nsPerOp(f func(i int)) float64 {
+	n := 1 << 16
+	for {
+		start := time.Now()
+		for i := range n {
+			f(i)
+		}
+		if d := time.Since(start); d > 200*time.Millisecond {
+			return float64(d.Nanoseconds()) / float64(n)
+		}
+		n *= 2
+	}
 }
