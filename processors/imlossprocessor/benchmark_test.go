@@ -131,13 +131,13 @@ func startBench(b *testing.B, cfg *Config) (processor.Traces, *lossRuntime) {
 	return p, f.shared.m[set.ID].rt
 }
 
-// shardedEventsPerSecond runs b.N batches through a processor with the given shards, from
-// as many concurrent callers as GOMAXPROCS (receivers call processors concurrently), and
-// returns the lifecycle events it took in, decided and emitted per second.
-func shardedEventsPerSecond(b *testing.B, batches []ptrace.Traces, shards int) float64 {
+// eventsPerSecond runs b.N batches through a processor configured by set, from as many
+// concurrent callers as GOMAXPROCS (receivers call processors concurrently), and returns the
+// lifecycle events it took in, decided and emitted per second.
+func eventsPerSecond(b *testing.B, batches []ptrace.Traces, set func(*Config)) float64 {
 	cfg := defaultCfg()
 	cfg.DecidedCacheSize = 0 // batches repeat: each repetition is followed as new messages
-	cfg.Shards = shards
+	set(cfg)
 	p, rt := startBench(b, cfg)
 	callers := runtime.GOMAXPROCS(0)
 	var wg sync.WaitGroup
@@ -165,11 +165,27 @@ func BenchmarkShards(b *testing.B) {
 	batches := benchTraces()
 	b.ReportAllocs()
 	b.ResetTimer()
-	one := shardedEventsPerSecond(b, batches, 1)
-	two := shardedEventsPerSecond(b, batches, 2)
+	one := eventsPerSecond(b, batches, func(c *Config) { c.Shards = 1 })
+	two := eventsPerSecond(b, batches, func(c *Config) { c.Shards = 2 })
 	b.StopTimer()
 	cores := float64(runtime.GOMAXPROCS(0))
 	b.ReportMetric(one/cores, "events/s/core_1shard")
 	b.ReportMetric(two/cores, "events/s/core_2shards")
 	b.ReportMetric(two/one, "x_2shards_vs_1")
+}
+
+// BenchmarkDropDuplicates reports what drop_duplicates costs: lifecycle events per second
+// through the whole processor (default shards, concurrent callers) with it, as a ratio to
+// the same without it, measured in the same run. With it each caller waits for the shards
+// its batch went to, to learn which deliveries to drop.
+func BenchmarkDropDuplicates(b *testing.B) {
+	batches := benchTraces()
+	b.ReportAllocs()
+	b.ResetTimer()
+	off := eventsPerSecond(b, batches, func(*Config) {})
+	on := eventsPerSecond(b, batches, func(c *Config) { c.DropDuplicates = true })
+	b.StopTimer()
+	b.ReportMetric(off, "events/s_forward")
+	b.ReportMetric(on, "events/s_drop_duplicates")
+	b.ReportMetric(on/off, "x_drop_vs_forward")
 }
