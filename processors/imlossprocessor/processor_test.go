@@ -408,7 +408,7 @@ func TestCountersStartAtZero(t *testing.T) {
 	defer h.shutdown()
 	metadatatest.AssertEqualProcessorImLossSeqGaps(t, h.tel, []metricdata.DataPoint[int64]{{Value: 0}}, metricdatatest.IgnoreTimestamp())
 	var evictions []metricdata.DataPoint[int64]
-	for _, state := range []string{"message", "conversation", "seq_gap", "decided", "source"} {
+	for _, state := range []string{"message", "conversation", "seq_gap", "decided", "source", "retraction"} {
 		evictions = append(evictions, metricdata.DataPoint[int64]{Attributes: attribute.NewSet(attribute.String("state", state))})
 	}
 	metadatatest.AssertEqualProcessorImLossEvictions(t, h.tel, evictions, metricdatatest.IgnoreTimestamp())

@@ -619,7 +619,7 @@ func usualOutcomes() []tracker.Outcome {
 type metricAttrs struct {
 	outcomes    map[outcomeKey]metric.MeasurementOption
 	unrecognize map[event.Reason]metric.MeasurementOption
-	evicted     [5]metric.MeasurementOption
+	evicted     [tracker.NumEvictedStates]metric.MeasurementOption
 	// The reasons of forced decisions: the max_source_lag cap, and events applied at once
 	// because too many were waiting for their message's deadline.
 	watermarkStalled, holdFull metric.MeasurementOption
@@ -636,7 +636,7 @@ func newMetricAttrs() *metricAttrs {
 		outcomes:    make(map[outcomeKey]metric.MeasurementOption),
 		unrecognize: make(map[event.Reason]metric.MeasurementOption),
 	}
-	for i, name := range [...]string{"message", "conversation", "seq_gap", "decided", "source"} {
+	for i, name := range [tracker.NumEvictedStates]string{"message", "conversation", "seq_gap", "decided", "source", "retraction"} {
 		a.evicted[i] = withAttribute("state", name)
 	}
 	a.watermarkStalled = withAttribute("reason", "watermark_stalled")

@@ -65,11 +65,6 @@ const (
 	ClassServiceDown Class = "service_down"
 )
 
-// MaxRetractionDevices mirrors im_loss's bound on the devices a retraction follows: a message
-// declared lost whose missing devices number more than this is never retracted (its late
-// records still say what arrived).
-const MaxRetractionDevices = 8
-
 // Faults lists the injectable classes in a stable order.
 var Faults = []Class{
 	ClassLossSend, ClassLossPersist, ClassLossPush, ClassLossDeliver, ClassSeqGap,

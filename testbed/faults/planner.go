@@ -373,10 +373,7 @@ func (p *Planner) plan(m *workload.Message, class Class) ([]workload.Event, Trut
 		p.keepUntil = max(p.keepUntil, deadline+t.AllowedLateness+t.Margin)
 		// The first late event (a deliver) is late; the acks, stamped before the deadline,
 		// prove the message delivered in time once every device's arrived: the loss is retracted.
-		truth.Labels = []Label{lost(imsemconv.ReasonAckTimeout, imsemconv.StagePush), late(imsemconv.StageDeliver)}
-		if len(m.Recipients) <= MaxRetractionDevices {
-			truth.Labels = append(truth.Labels, labelRetracted)
-		}
+		truth.Labels = []Label{lost(imsemconv.ReasonAckTimeout, imsemconv.StagePush), late(imsemconv.StageDeliver), labelRetracted}
 	case ClassOfflineExpired:
 		dev := m.Recipients[0].Device
 		evts = slices.DeleteFunc(evts, func(e workload.Event) bool {

@@ -3,6 +3,7 @@ package tracker
 import (
 	"cmp"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"testing"
@@ -355,6 +356,80 @@ func TestRetractionNeedsEveryMissingDevice(t *testing.T) {
 	for _, o := range tr.TakeOutcomes() {
 		assert.False(t, o.Retracted, o.Outcome)
 	}
+}
+
+// TestLargeGroupLossIsRetracted: a group message to 40 devices (20 pushed, 20 announced by
+// the fan-out only) is declared lost on ack timeout; every missing ack then arrives, stamped in
+// time, in random order and across a restart. The loss is taken back like a small one's.
+func TestLargeGroupLossIsRetracted(t *testing.T) {
+	const devices = 40
+	tr := New(testConfig())
+	tr.Apply(t0, ev(imsemconv.StageSend, "g", t0))
+	tr.Apply(t0, ev(imsemconv.StagePush, "g", t0, fanout(devices)))
+	for i := range devices / 2 {
+		tr.Apply(t0, ev(imsemconv.StagePush, "g", t0, dev(fmt.Sprint("d", i))))
+	}
+	tr.Apply(t0, ev(imsemconv.StageAck, "g", t0+ms, dev("d0")))
+	tr.Tick(t0 + int64(ackTO))
+	out := tr.TakeOutcomes()
+	require.Len(t, out, 1)
+	require.Equal(t, imsemconv.OutcomeLost, out[0].Outcome)
+
+	later := t0 + int64(ackTO) + sec
+	order := rand.New(rand.NewPCG(1, 2)).Perm(devices)
+	retracted := 0
+	for n, i := range order {
+		if n == devices/2 {
+			tr = restarted(t, tr, later)
+		}
+		tr.Apply(later, ev(imsemconv.StageAck, "g", t0+2*ms, dev(fmt.Sprint("d", i))))
+		tr.Apply(later, ev(imsemconv.StageAck, "g", t0+2*ms, dev(fmt.Sprint("d", i)))) // repeated
+		for _, o := range tr.TakeOutcomes() {
+			if o.Retracted {
+				retracted++
+				assert.Equal(t, devices-1, n, "retracted before the last missing ack")
+			}
+		}
+	}
+	assert.Equal(t, 1, retracted)
+	assert.Zero(t, tr.retractDevices, "a completed retraction returns its room")
+}
+
+func restarted(t *testing.T, tr *Tracker, now int64) *Tracker {
+	t.Helper()
+	next := New(tr.cfg)
+	_, err := next.Restore(tr.Snapshot(now, Final), now)
+	require.NoError(t, err)
+	return next
+}
+
+// TestRetractionsAreBounded: the devices all retractions follow share a budget of
+// retractionDevicesPerEntry per decided entry; a loss that does not fit is not followed and
+// counted.
+func TestRetractionsAreBounded(t *testing.T) {
+	cfg := testConfig()
+	cfg.DecidedCacheSize = 4 // a budget of 32 devices
+	tr := New(cfg)
+	lose := func(id string, devices uint32) {
+		tr.Apply(t0, ev(imsemconv.StageSend, id, t0))
+		tr.Apply(t0, ev(imsemconv.StagePush, id, t0, fanout(devices)))
+		tr.Tick(t0 + int64(ackTO))
+		tr.TakeOutcomes()
+	}
+	lose("big", 30)
+	lose("small", 3) // 33 > 32
+	assert.Equal(t, int64(1), tr.TakeCounters().Evicted[EvictedRetraction])
+	assert.Equal(t, 30, tr.retractDevices)
+	lose("over-the-device-limit", uint32(cfg.MaxDevicesPerMessage)+1)
+	assert.Equal(t, int64(1), tr.TakeCounters().Evicted[EvictedRetraction])
+
+	// Forgetting "big" with its decided entry returns its room.
+	for i := range 4 {
+		lose(fmt.Sprint("m", i), 1)
+	}
+	assert.Nil(t, tr.retract[tr.hash("big")])
+	assert.LessOrEqual(t, tr.retractDevices, tr.retractionBudget())
+	assert.Len(t, tr.retract, 4)
 }
 
 func TestSourcesAreBounded(t *testing.T) {

@@ -1,15 +1,21 @@
 package tracker
 
 import (
+	"cmp"
+	"math"
 	"slices"
 
 	"github.com/imcol/imcol/components/imsemconv"
 	"github.com/imcol/imcol/processors/imlossprocessor/internal/event"
 )
 
-// maxRetractionDevices bounds the devices a retraction follows; losses of larger group
-// messages are not retracted (their late records still say what arrived).
-const maxRetractionDevices = 8
+// retractionDevicesPerEntry sizes the budget of devices all retractions may follow together:
+// this many per entry of the decided memory. A loss of a large group message may take many
+// devices (up to max_devices_per_message) as long as the losses followed meanwhile leave room;
+// one that does not fit is not followed, and counted as an eviction (state retraction).
+const retractionDevicesPerEntry = 8
+
+func (t *Tracker) retractionBudget() int { return len(t.decidedRing) * retractionDevicesPerEntry }
 
 // retraction is what late acks of a message declared lost on ack timeout must show to take
 // the loss back: every device that had not acked, acked before the deadline. Its telemetry was
@@ -17,7 +23,8 @@ const maxRetractionDevices = 8
 type retraction struct {
 	deadline int64
 	// devices are the hashes of the devices known at the loss, acked or not, and of the
-	// unknown ones whose on-time ack arrived since.
+	// unknown ones whose on-time ack arrived since, sorted by hash. Room for the unknown ones
+	// is counted against the budget from the start.
 	devices []retractDevice
 	need    uint16 // acks still missing
 	unknown uint16 // missing devices that were never seen (announced by the fan-out only)
@@ -34,14 +41,39 @@ func (t *Tracker) noteRetractable(m *message) {
 		return
 	}
 	expected, known, acked := t.expected(m)
-	if known > maxRetractionDevices || expected > maxRetractionDevices || expected <= acked {
+	if expected <= acked {
+		return
+	}
+	size := max(expected, known)
+	if size > min(t.cfg.MaxDevicesPerMessage, math.MaxUint16) || t.retractDevices+size > t.retractionBudget() {
+		t.counters.Evicted[EvictedRetraction]++
 		return
 	}
 	r := &retraction{deadline: m.deadline, need: uint16(expected - acked), unknown: uint16(max(expected-known, 0))}
+	r.devices = make([]retractDevice, 0, size)
 	t.forEachDevice(m, func(dv device) {
 		r.devices = append(r.devices, retractDevice{hash: t.hash(dv.id), acked: dv.flags&devAcked != 0})
 	})
-	t.retract[t.hash(m.id)] = r
+	slices.SortFunc(r.devices, byHash)
+	t.addRetraction(t.hash(m.id), r)
+}
+
+func byHash(a, b retractDevice) int { return cmp.Compare(a.hash, b.hash) }
+
+// size is what r counts against the budget: its devices and room for the unknown ones.
+func (r *retraction) size() int { return len(r.devices) + int(r.unknown) }
+
+func (t *Tracker) addRetraction(h uint64, r *retraction) {
+	t.dropRetraction(h)
+	t.retract[h] = r
+	t.retractDevices += r.size()
+}
+
+func (t *Tracker) dropRetraction(h uint64) {
+	if r := t.retract[h]; r != nil {
+		t.retractDevices -= r.size()
+		delete(t.retract, h)
+	}
 }
 
 // lateAck applies a late event to the retraction of message h and reports whether it
@@ -52,18 +84,19 @@ func (t *Tracker) lateAck(h uint64, ev *event.Event, at int64) bool {
 		return false
 	}
 	dh := t.hash(ev.DeviceID)
-	i := slices.IndexFunc(r.devices, func(d retractDevice) bool { return d.hash == dh })
+	i, found := slices.BinarySearchFunc(r.devices, retractDevice{hash: dh}, byHash)
 	switch {
-	case i >= 0 && r.devices[i].acked:
+	case found && r.devices[i].acked:
 		return false // a repeated ack
 	case at > r.deadline:
-		delete(t.retract, h)
+		t.dropRetraction(h)
 		return false
-	case i >= 0:
+	case found:
 		r.devices[i].acked = true
 	case r.unknown > 0:
+		// Its room was counted already: the size stays the same.
 		r.unknown--
-		r.devices = append(r.devices, retractDevice{hash: dh, acked: true})
+		r.devices = slices.Insert(r.devices, i, retractDevice{hash: dh, acked: true})
 	default:
 		return false // a device the message was not expected to reach
 	}
@@ -71,6 +104,6 @@ func (t *Tracker) lateAck(h uint64, ev *event.Event, at int64) bool {
 	if r.need > 0 {
 		return false
 	}
-	delete(t.retract, h)
+	t.dropRetraction(h)
 	return true
 }

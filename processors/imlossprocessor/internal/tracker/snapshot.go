@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 
 	"github.com/imcol/imcol/components/imsemconv"
 	"github.com/imcol/imcol/processors/imlossprocessor/internal/event"
@@ -406,15 +408,23 @@ func (t *Tracker) restoreRetractions(r *reader) {
 	for i := 0; i < n && r.err == nil; i++ {
 		h := r.uint64()
 		rt := &retraction{deadline: r.varint()}
-		need, unknown := r.count(maxRetractionDevices), r.count(maxRetractionDevices)
-		nDevs := r.count(maxRetractionDevices)
+		need, unknown := r.count(math.MaxUint16), r.count(math.MaxUint16)
+		nDevs := r.count(min(math.MaxUint16, len(r.b)/9))
 		for j := 0; j < nDevs && r.err == nil; j++ {
 			rt.devices = append(rt.devices, retractDevice{hash: r.uint64(), acked: r.byte() != 0})
 		}
+		// Snapshots written before the devices were sorted kept them in arrival order.
+		slices.SortFunc(rt.devices, byHash)
 		rt.need, rt.unknown = uint16(need), uint16(unknown)
-		if d, ok := t.decided[h]; r.err == nil && ok && d.outcome == decidedLost && need > 0 {
-			t.retract[h] = rt
+		d, ok := t.decided[h]
+		if r.err != nil || !ok || d.outcome != decidedLost || need == 0 {
+			continue
 		}
+		if t.retractDevices+rt.size() > t.retractionBudget() {
+			t.counters.Evicted[EvictedRetraction]++
+			continue
+		}
+		t.addRetraction(h, rt)
 	}
 }
 

@@ -89,13 +89,16 @@ const (
 	EvictedSeqGap
 	EvictedDecided
 	EvictedSource
-	numEvictedStates
+	// EvictedRetraction: a loss not followed for retraction, its devices over the budget.
+	EvictedRetraction
+	// NumEvictedStates is the number of states above.
+	NumEvictedStates
 )
 
 // Counters are what the tracker counted since the last TakeCounters.
 type Counters struct {
 	SeqGaps        int64
-	Evicted        [numEvictedStates]int64
+	Evicted        [NumEvictedStates]int64
 	Orphans        int64
 	TooManyDevices int64
 	// Unjudged counts messages whose deadline passed without the evidence of delivery,
@@ -256,6 +259,8 @@ type Tracker struct {
 	// retract holds, for recent ack-timeout losses, what late acks must show to take the
 	// loss back (see retraction); keyed like decided and dropped with its entry.
 	retract map[uint64]*retraction
+	// retractDevices counts the devices the retractions follow, against retractionBudget.
+	retractDevices int
 	// waiting holds the events that wait for their message's deadline (see hold);
 	// nWaiting counts them against maxWaiting.
 	waiting    map[*message][]held
@@ -1040,7 +1045,7 @@ func (t *Tracker) rememberHash(h uint64, d decided) {
 	if t.ringLen == len(t.decidedRing) {
 		oldest := t.decidedRing[t.ringStart]
 		delete(t.decided, oldest)
-		delete(t.retract, oldest)
+		t.dropRetraction(oldest)
 		t.ringStart = (t.ringStart + 1) % len(t.decidedRing)
 		t.ringLen--
 		t.counters.Evicted[EvictedDecided]++
