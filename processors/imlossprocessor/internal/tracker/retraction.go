@@ -49,7 +49,7 @@ func (t *Tracker) noteRetractable(m *message) {
 		t.counters.Evicted[EvictedRetraction]++
 		return
 	}
-	r := &retraction{deadline: m.deadline, need: uint16(expected - acked), unknown: uint16(max(expected-known, 0))}
+	r := &retraction{deadline: t.deadlineOf(m), need: uint16(expected - acked), unknown: uint16(max(expected-known, 0))}
 	r.devices = make([]retractDevice, 0, size)
 	t.forEachDevice(m, func(dv device) {
 		r.devices = append(r.devices, retractDevice{hash: t.hash(dv.id), acked: dv.flags&devAcked != 0})

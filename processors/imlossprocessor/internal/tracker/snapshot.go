@@ -346,6 +346,11 @@ func (t *Tracker) Restore(data []byte, now int64) (st RestoreStats, err error) {
 		}
 		m.flags |= flags & msgInOfflineQueue
 		t.reschedule(m)
+		if m.failed&lateMessage != 0 {
+			// Its window ran in watermark time, which the snapshot does not keep: a new one
+			// from the restart.
+			t.lateWindow(m, now)
+		}
 		t.rehold(m, waiting)
 		st.Messages++
 	}

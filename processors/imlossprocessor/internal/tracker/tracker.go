@@ -143,13 +143,15 @@ const noTime = math.MinInt32
 // beyond that the latency is reported unknown), the first device's flags share a byte
 // with the message flags, and further devices of group messages live in Tracker.extra.
 type message struct {
-	id           string
-	conv         *conversation
-	inConv       links[message] // its conversation's messages, oldest first
-	traceID      pcommon.TraceID
-	dev0         string
-	firstSeen    int64 // earliest event time, unix ns
-	deadline     int64 // event time, unix ns (see Tracker.deadlineOf)
+	id        string
+	conv      *conversation
+	inConv    links[message] // its conversation's messages, oldest first
+	traceID   pcommon.TraceID
+	dev0      string
+	firstSeen int64 // earliest event time, unix ns
+	// deadline is when the watermark decides m (event time, unix ns): deadlineOf(m), which
+	// judges its acks, or later for a message born late (see bornLate).
+	deadline     int64
 	sendDelta    int32 // send event time - firstSeen, µs
 	ackDelta     int32 // last ack event time - firstSeen, µs
 	fanout       uint32
@@ -346,14 +348,14 @@ func (t *Tracker) route(ev *event.Event, at int64, beforeCrash, released bool) (
 		t.expire(m)
 		m = t.lookup(ev.MessageID)
 	}
-	if m != nil && ev.Stage != imsemconv.StageSend && at > m.deadline && t.hold(m, ev, at, beforeCrash) {
+	if m != nil && ev.Stage != imsemconv.StageSend && at > t.deadlineOf(m) && t.hold(m, ev, at, beforeCrash) {
 		return false
 	}
 	if m != nil && ev.Stage != imsemconv.StageSend {
 		// Only when the hold is full: decide on what is known, as if the watermark had passed.
 		// Moving to the offline deadline releases the waiting events, which may decide m:
 		// look it up again.
-		for m != nil && at > m.deadline {
+		for m != nil && at > t.deadlineOf(m) {
 			t.expire(m)
 			m = t.lookup(ev.MessageID)
 		}
@@ -380,8 +382,11 @@ func (t *Tracker) route(ev *event.Event, at int64, beforeCrash, released bool) (
 		// it lost on missing evidence.
 		m.seen |= seenUncertain
 	}
-	before := m.deadline
+	before := t.deadlineOf(m)
 	dup := t.update(m, ev, at)
+	if m.failed&lateMessage == 0 && t.deadlineOf(m) <= t.wm.current {
+		t.turnLate(m)
+	}
 	if m.seen&evidence == evidence && t.allAcked(m) && t.ackedInTime(m) {
 		// Decide as soon as the evidence is complete: send gives the latency, the
 		// message-level push the expected fan-out. A per-device push (an offline push) is
@@ -390,7 +395,7 @@ func (t *Tracker) route(ev *event.Event, at int64, beforeCrash, released bool) (
 		// An ack after ack_timeout is not enough either: an offline push still on its way
 		// would give it offline_timeout. Without the evidence the deadline decides.
 		t.decide(m)
-	} else if m.deadline > before {
+	} else if t.deadlineOf(m) > before {
 		// A later send moved the deadline: events that waited for the old one may count now.
 		t.release(m)
 	}
@@ -411,10 +416,40 @@ func (t *Tracker) deadlineOf(m *message) int64 {
 }
 
 func (t *Tracker) reschedule(m *message) {
-	if d := t.deadlineOf(m); d != m.deadline {
+	d := t.deadlineOf(m)
+	if m.failed&lateMessage != 0 {
+		d = max(d, m.deadline)
+	}
+	if d != m.deadline {
 		m.deadline = d
 		t.due.update(m)
 	}
+}
+
+// lateMessage, a bit of message.failed above every stage's, marks a late message (turnLate).
+const lateMessage uint8 = 1 << 7
+
+// turnLate is for a message whose deadline is behind the watermark as soon as an event gives
+// it: its first event, or a send earlier than its first event, arrived after the watermark
+// had passed the deadline they set. Its telemetry is late data (its services stalled longer
+// than source_idle_timeout while others went on, or their backlog drains after an outage).
+// Decided at once, it would be lost on whichever of its events happened to arrive first. So
+// its windows count from then in watermark time instead: it is decided once the watermark has
+// moved ack_timeout (offline_timeout for an offline recipient) on, and judged as any message
+// by its events' own times.
+func (t *Tracker) turnLate(m *message) {
+	m.failed |= lateMessage
+	t.lateWindow(m, t.wm.current)
+}
+
+// lateWindow decides the late message m no earlier than its timeout after from.
+func (t *Tracker) lateWindow(m *message, from int64) {
+	timeout := t.cfg.AckTimeout
+	if m.flags&msgInOfflineQueue != 0 {
+		timeout = t.cfg.OfflineTimeout
+	}
+	m.deadline = max(t.deadlineOf(m), from+int64(timeout))
+	t.due.update(m)
 }
 
 // expire applies m's passed deadline: a message waiting for an offline recipient moves on to
@@ -440,6 +475,10 @@ func (t *Tracker) expire(m *message) (decided bool) {
 
 func (t *Tracker) toOfflineDeadline(m *message) {
 	m.flags |= msgInOfflineQueue
+	if m.failed&lateMessage != 0 {
+		m.deadline += int64(t.cfg.OfflineTimeout - t.cfg.AckTimeout)
+		t.due.update(m)
+	}
 	t.reschedule(m)
 }
 
@@ -749,7 +788,7 @@ func (t *Tracker) ackedInTime(m *message) bool {
 	expected, _, _ := t.expected(m)
 	inTime := 0
 	t.forEachDevice(m, func(dv device) {
-		if dv.flags&devAcked != 0 && t.ackTime(m, dv) <= m.deadline {
+		if dv.flags&devAcked != 0 && t.ackTime(m, dv) <= t.deadlineOf(m) {
 			inTime++
 		}
 	})
@@ -777,7 +816,7 @@ func (t *Tracker) waitsOffline(m *message) bool {
 	}
 	pending := false
 	t.forEachDevice(m, func(dv device) {
-		if dv.flags&devOffline != 0 && (dv.flags&devAcked == 0 || t.ackTime(m, dv) > m.deadline) {
+		if dv.flags&devOffline != 0 && (dv.flags&devAcked == 0 || t.ackTime(m, dv) > t.deadlineOf(m)) {
 			pending = true
 		}
 	})
@@ -860,7 +899,7 @@ func (t *Tracker) decide(m *message) {
 			o.HasLatency = true
 		}
 		if o.End == 0 {
-			o.End = m.deadline
+			o.End = t.deadlineOf(m)
 		}
 		t.out = append(t.out, o)
 		undelivered := 0
@@ -882,7 +921,7 @@ func (t *Tracker) decide(m *message) {
 	}
 	reason := imsemconv.ReasonAckTimeout
 	stage, lostDevices, dev := t.lossStage(m)
-	if m.failed != 0 {
+	if m.failed&^lateMessage != 0 {
 		reason = imsemconv.ReasonStageFailed
 		for s := imsemconv.StageAck; s > imsemconv.StageUnknown; s-- {
 			if m.failed&bit(s) != 0 {
@@ -925,7 +964,7 @@ func (t *Tracker) ackedTooLate(m *message) {
 
 func (t *Tracker) lose(m *message, outcome imsemconv.Outcome, stage imsemconv.Stage, reason imsemconv.LossReason, lostDevices int, dev string) {
 	o := t.base(m, outcome, stage, reason)
-	o.End = m.deadline
+	o.End = t.deadlineOf(m)
 	o.LostDevices = lostDevices
 	o.DeviceID = dev
 	t.out = append(t.out, o)
