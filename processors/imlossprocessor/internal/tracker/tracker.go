@@ -150,7 +150,7 @@ type message struct {
 	dev0      string
 	firstSeen int64 // earliest event time, unix ns
 	// deadline is when the watermark decides m (event time, unix ns): deadlineOf(m), which
-	// judges its acks, or later for a message born late (see bornLate).
+	// judges its acks, or later for a late message (see turnLate).
 	deadline     int64
 	sendDelta    int32 // send event time - firstSeen, µs
 	ackDelta     int32 // last ack event time - firstSeen, µs
@@ -476,8 +476,9 @@ func (t *Tracker) expire(m *message) (decided bool) {
 func (t *Tracker) toOfflineDeadline(m *message) {
 	m.flags |= msgInOfflineQueue
 	if m.failed&lateMessage != 0 {
-		m.deadline += int64(t.cfg.OfflineTimeout - t.cfg.AckTimeout)
-		t.due.update(m)
+		// Its window began ack_timeout before its deadline.
+		t.lateWindow(m, m.deadline-int64(t.cfg.AckTimeout))
+		return
 	}
 	t.reschedule(m)
 }
