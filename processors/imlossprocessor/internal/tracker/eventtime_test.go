@@ -673,3 +673,28 @@ func TestHeldAckCountsWhenTheWatermarkJumpsPastTheOfflineDeadline(t *testing.T) 
 	}
 	assert.Equal(t, []string{"m:delivered@ack"}, got)
 }
+
+// TestHeldEventsDoNotMakeAMessageLate: events that waited for a deadline are released once
+// the watermark applied it; when the watermark jumped past the offline deadline as well, the
+// message is decided on that tick, not given a new window as a late message would be.
+func TestHeldEventsDoNotMakeAMessageLate(t *testing.T) {
+	tr := pastHold(eventTimeConfig())
+	tr.Apply(t0, ev(imsemconv.StageSend, "m", t0, from("msg")))
+	tr.Apply(t0, ev(imsemconv.StagePush, "m", t0+ms, fanout(1), from("push")))
+	tr.Apply(t0, ev(imsemconv.StagePush, "m", t0+ms, dev("d1"), offline(), from("push")))
+	back := t0 + int64(ackTO) + 10*sec
+	tr.Apply(back, ev(imsemconv.StageDeliver, "m", back, dev("d1"), from("gw")))
+	require.Equal(t, 1, tr.nWaiting)
+	later := t0 + int64(offTO) + int64(time.Minute)
+	tr.Apply(later, ev(imsemconv.StageAck, "other", later, dev("d1"), from("gw")))
+	tr.Tick(later + int64(idleTO) + sec)
+	tr.Apply(later+int64(idleTO)+sec, ev(imsemconv.StageAck, "other", later+int64(idleTO)+sec, dev("d1"), from("gw")))
+	tr.Tick(later + int64(idleTO) + sec)
+	var got []string
+	for _, o := range tr.TakeOutcomes() {
+		if o.MessageID == "m" {
+			got = append(got, string(o.Outcome)+"@"+o.Stage.String())
+		}
+	}
+	assert.Equal(t, []string{"lost@deliver"}, got)
+}

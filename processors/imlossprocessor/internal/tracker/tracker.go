@@ -360,6 +360,7 @@ func (t *Tracker) route(ev *event.Event, at int64, beforeCrash, released bool) (
 			m = t.lookup(ev.MessageID)
 		}
 	}
+	inserted := false
 	if m == nil {
 		hash := t.hash(ev.MessageID)
 		if d, ok := t.decided[hash]; ok {
@@ -371,6 +372,7 @@ func (t *Tracker) route(ev *event.Event, at int64, beforeCrash, released bool) (
 			return false
 		}
 		m = t.insert(at, ev)
+		inserted = true
 	} else if m.conv == nil && ev.ConversationID != "" {
 		t.attach(m, t.conversation(ev.ConversationID))
 	}
@@ -384,7 +386,7 @@ func (t *Tracker) route(ev *event.Event, at int64, beforeCrash, released bool) (
 	}
 	before := t.deadlineOf(m)
 	dup := t.update(m, ev, at)
-	if m.failed&lateMessage == 0 && t.deadlineOf(m) <= t.wm.current {
+	if d := t.deadlineOf(m); (inserted || d < before) && d <= t.wm.current && m.failed&lateMessage == 0 {
 		t.turnLate(m)
 	}
 	if m.seen&evidence == evidence && t.allAcked(m) && t.ackedInTime(m) {
@@ -430,8 +432,9 @@ func (t *Tracker) reschedule(m *message) {
 const lateMessage uint8 = 1 << 7
 
 // turnLate is for a message whose deadline is behind the watermark as soon as an event gives
-// it: its first event, or a send earlier than its first event, arrived after the watermark
-// had passed the deadline they set. Its telemetry is late data (its services stalled longer
+// it: its first event, or an event earlier than those before (a send from a stalled service),
+// arrived after the watermark had passed the deadline they set. Events released after a
+// deadline was applied do not make it late: the watermark judged it in time. Its telemetry is late data (its services stalled longer
 // than source_idle_timeout while others went on, or their backlog drains after an outage).
 // Decided at once, it would be lost on whichever of its events happened to arrive first. So
 // its windows count from then in watermark time instead: it is decided once the watermark has
