@@ -652,21 +652,10 @@ func TestGapPassedByTheWatermarkIsConfirmedBeforeALateSeq(t *testing.T) {
 // waits; the watermark then passes both deadlines at once (the other services fell idle at
 // the end of a stream). The ack arrived in time for the offline deadline: delivered.
 func TestHeldAckCountsWhenTheWatermarkJumpsPastTheOfflineDeadline(t *testing.T) {
-	tr := pastHold(eventTimeConfig())
-	tr.Apply(t0, ev(imsemconv.StageSend, "m", t0, from("msg")))
-	tr.Apply(t0, ev(imsemconv.StagePush, "m", t0+ms, fanout(1), from("push")))
-	tr.Apply(t0, ev(imsemconv.StagePush, "m", t0+ms, dev("d1"), offline(), from("push")))
-	back := t0 + int64(ackTO) + 10*sec
-	tr.Apply(back, ev(imsemconv.StageDeliver, "m", back, dev("d1"), from("gw")))
-	tr.Apply(back, ev(imsemconv.StageAck, "m", back+ms, dev("d1"), from("gw")))
+	tr := offlineRecipientBackLate(true)
 	require.Equal(t, 2, tr.nWaiting, "stamped after ack_timeout, before the watermark passed it")
 	assert.Empty(t, tr.TakeOutcomes())
-	// msg and push fall silent; the gateway goes on, far past the offline deadline.
-	later := t0 + int64(offTO) + int64(time.Minute)
-	tr.Apply(later, ev(imsemconv.StageAck, "other", later, dev("d1"), from("gw")))
-	tr.Tick(later + int64(idleTO) + sec)
-	tr.Apply(later+int64(idleTO)+sec, ev(imsemconv.StageAck, "other", later+int64(idleTO)+sec, dev("d1"), from("gw")))
-	tr.Tick(later + int64(idleTO) + sec)
+	jumpPastOfflineDeadline(tr)
 	var got []string
 	for _, o := range tr.TakeOutcomes() {
 		got = append(got, o.MessageID+":"+string(o.Outcome)+"@"+o.Stage.String())
@@ -678,23 +667,33 @@ func TestHeldAckCountsWhenTheWatermarkJumpsPastTheOfflineDeadline(t *testing.T) 
 // the watermark applied it; when the watermark jumped past the offline deadline as well, the
 // message is decided on that tick, not given a new window as a late message would be.
 func TestHeldEventsDoNotMakeAMessageLate(t *testing.T) {
+	tr := offlineRecipientBackLate(false)
+	require.Equal(t, 1, tr.nWaiting)
+	jumpPastOfflineDeadline(tr)
+	assert.Equal(t, []string{"lost@deliver"}, labelsOf(tr.TakeOutcomes()))
+}
+
+// offlineRecipientBackLate is message m to one device pushed offline, which is back after
+// ack_timeout: its deliver (and, with ack, its ack) wait for the deadline.
+func offlineRecipientBackLate(ack bool) *Tracker {
 	tr := pastHold(eventTimeConfig())
 	tr.Apply(t0, ev(imsemconv.StageSend, "m", t0, from("msg")))
 	tr.Apply(t0, ev(imsemconv.StagePush, "m", t0+ms, fanout(1), from("push")))
 	tr.Apply(t0, ev(imsemconv.StagePush, "m", t0+ms, dev("d1"), offline(), from("push")))
 	back := t0 + int64(ackTO) + 10*sec
 	tr.Apply(back, ev(imsemconv.StageDeliver, "m", back, dev("d1"), from("gw")))
-	require.Equal(t, 1, tr.nWaiting)
+	if ack {
+		tr.Apply(back, ev(imsemconv.StageAck, "m", back+ms, dev("d1"), from("gw")))
+	}
+	return tr
+}
+
+// jumpPastOfflineDeadline silences msg and push while the gateway goes on far past the
+// offline deadline, and ticks once msg and push are idle.
+func jumpPastOfflineDeadline(tr *Tracker) {
 	later := t0 + int64(offTO) + int64(time.Minute)
 	tr.Apply(later, ev(imsemconv.StageAck, "other", later, dev("d1"), from("gw")))
 	tr.Tick(later + int64(idleTO) + sec)
 	tr.Apply(later+int64(idleTO)+sec, ev(imsemconv.StageAck, "other", later+int64(idleTO)+sec, dev("d1"), from("gw")))
 	tr.Tick(later + int64(idleTO) + sec)
-	var got []string
-	for _, o := range tr.TakeOutcomes() {
-		if o.MessageID == "m" {
-			got = append(got, string(o.Outcome)+"@"+o.Stage.String())
-		}
-	}
-	assert.Equal(t, []string{"lost@deliver"}, got)
 }

@@ -386,7 +386,8 @@ func (t *Tracker) route(ev *event.Event, at int64, beforeCrash, released bool) (
 	}
 	before := t.deadlineOf(m)
 	dup := t.update(m, ev, at)
-	if d := t.deadlineOf(m); (inserted || d < before) && d <= t.wm.current && m.failed&lateMessage == 0 {
+	after := t.deadlineOf(m)
+	if (inserted || after < before) && after <= t.wm.current && m.failed&lateMessage == 0 {
 		t.turnLate(m)
 	}
 	if m.seen&evidence == evidence && t.allAcked(m) && t.ackedInTime(m) {
@@ -397,7 +398,7 @@ func (t *Tracker) route(ev *event.Event, at int64, beforeCrash, released bool) (
 		// An ack after ack_timeout is not enough either: an offline push still on its way
 		// would give it offline_timeout. Without the evidence the deadline decides.
 		t.decide(m)
-	} else if t.deadlineOf(m) > before {
+	} else if after > before {
 		// A later send moved the deadline: events that waited for the old one may count now.
 		t.release(m)
 	}
