@@ -23,7 +23,9 @@ import (
 // and appends the pending retractions. Version 4 adds, after the messages, the active
 // sources of every pipeline (see appendSources). Version 5 adds each device's first ack time
 // after its flags (before it, a device's ack is taken to be the message's last), and after a
-// message's devices the events waiting for its deadline (see appendHeld). Versions 1 (no kind: final; no decided
+// message's devices the events waiting for its deadline (see appendHeld). Version 6 adds, after
+// a conversation's open gaps, the confirmed gaps it remembers (see seqgap.MaxConfirmed) with
+// their reported sizes. Versions 1 (no kind: final; no decided
 // memory) and 2 are still read: their collector-clock times are taken as event times, which
 // is what they approximated; versions before 4 restore no sources.
 var (
@@ -31,7 +33,8 @@ var (
 	snapshotMagicV2 = []byte("IMLOSS\x02")
 	snapshotMagicV3 = []byte("IMLOSS\x03")
 	snapshotMagicV4 = []byte("IMLOSS\x04")
-	snapshotMagic   = []byte("IMLOSS\x05")
+	snapshotMagicV5 = []byte("IMLOSS\x05")
+	snapshotMagic   = []byte("IMLOSS\x06")
 )
 
 // Kind says when a snapshot was taken, which decides how much of it can be trusted.
@@ -80,10 +83,13 @@ func (t *Tracker) snapshot(now int64, kind Kind, tl *Timeline) []byte {
 		ranges := c.seq.OpenRanges()
 		b = binary.AppendUvarint(b, uint64(len(ranges)))
 		for _, r := range ranges {
-			b = binary.AppendVarint(b, r.Lo)
-			b = binary.AppendVarint(b, r.Hi)
-			b = binary.AppendVarint(b, r.Deadline)
-			b = append(b, r.Sink)
+			b = appendRange(b, r)
+		}
+		confirmed := c.seq.ConfirmedGaps()
+		b = binary.AppendUvarint(b, uint64(len(confirmed)))
+		for _, g := range confirmed {
+			b = appendRange(b, g.Range)
+			b = binary.AppendUvarint(b, g.Gap)
 		}
 	}
 
@@ -224,6 +230,17 @@ func (t *Tracker) restoreSources(r *reader, now int64) {
 	}
 }
 
+func appendRange(b []byte, r seqgap.Range) []byte {
+	b = binary.AppendVarint(b, r.Lo)
+	b = binary.AppendVarint(b, r.Hi)
+	b = binary.AppendVarint(b, r.Deadline)
+	return append(b, r.Sink)
+}
+
+func (r *reader) seqRange() seqgap.Range {
+	return seqgap.Range{Lo: r.varint(), Hi: r.varint(), Deadline: r.varint(), Sink: r.byte()}
+}
+
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
@@ -245,6 +262,8 @@ type RestoreStats struct {
 func (t *Tracker) Restore(data []byte, now int64) (st RestoreStats, err error) {
 	switch {
 	case bytes.HasPrefix(data, snapshotMagic):
+		st.Version = 6
+	case bytes.HasPrefix(data, snapshotMagicV5):
 		st.Version = 5
 	case bytes.HasPrefix(data, snapshotMagicV4):
 		st.Version = 4
@@ -281,7 +300,14 @@ func (t *Tracker) Restore(data []byte, now int64) (st RestoreStats, err error) {
 		nRanges := r.count(seqgap.MaxRanges)
 		ranges := make([]seqgap.Range, 0, nRanges)
 		for j := 0; j < nRanges && r.err == nil; j++ {
-			ranges = append(ranges, seqgap.Range{Lo: r.varint(), Hi: r.varint(), Deadline: r.varint(), Sink: r.byte()})
+			ranges = append(ranges, r.seqRange())
+		}
+		var confirmed []seqgap.Confirmed
+		if st.Version >= 6 {
+			nConfirmed := r.count(seqgap.MaxConfirmed)
+			for j := 0; j < nConfirmed && r.err == nil; j++ {
+				confirmed = append(confirmed, seqgap.Confirmed{Range: r.seqRange(), Gap: r.uvarint()})
+			}
 		}
 		if r.err != nil || id == "" || maxSeq < 0 {
 			break
@@ -290,7 +316,7 @@ func (t *Tracker) Restore(data []byte, now int64) (st RestoreStats, err error) {
 			continue
 		}
 		c := t.conversation(id)
-		c.seq = seqgap.Restore(maxSeq, true, ranges, 0, t.cfg.MaxGap)
+		c.seq = seqgap.Restore(maxSeq, true, ranges, confirmed, 0, t.cfg.MaxGap)
 		if c.seq.Pending() {
 			t.linkGap(c)
 		}

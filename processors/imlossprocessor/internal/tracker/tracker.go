@@ -57,7 +57,8 @@ type Outcome struct {
 	// LossStage is, for late events, the stage at which the message had been declared lost.
 	LossStage imsemconv.Stage
 	// Retracted is set on the late record whose event completed the proof that a message
-	// declared lost was acked by every missing device before its deadline.
+	// declared lost was acked by every missing device before its deadline, or that a seq
+	// reported missing was persisted within its gap's reorder window.
 	Retracted bool
 
 	MessageID      string
@@ -859,7 +860,7 @@ func (t *Tracker) TickTo(w, limit int64) (more bool) {
 			return true
 		}
 		next := c.gaps.next
-		t.scratch = c.seq.Expire(limit, t.scratch[:0])
+		t.confirmGaps(c, limit)
 		for _, r := range t.scratch {
 			if r.Deadline > w {
 				t.counters.Forced++
@@ -1153,6 +1154,7 @@ func (t *Tracker) evictConversation(c *conversation) {
 	if n := len(c.seq.OpenRanges()); n > 0 {
 		t.counters.Evicted[EvictedSeqGap] += int64(n)
 	}
+	t.counters.Evicted[EvictedDecided] += int64(len(c.seq.ConfirmedGaps()))
 	// Its messages cannot stay: the per-conversation bookkeeping is going away. They are
 	// the least recently active anyway.
 	for c.msgs.head != nil {
@@ -1199,12 +1201,16 @@ func (t *Tracker) observeSeq(at int64, ev *event.Event) {
 	if c.seq.Pending() {
 		// Gaps the watermark has passed are confirmed first, as the next tick would: a seq
 		// arriving after that is late, whenever the tick comes.
-		t.scratch = c.seq.Expire(t.wm.current, t.scratch[:0])
+		t.confirmGaps(c, t.wm.current)
 		for _, r := range t.scratch {
 			t.emitGap(c, r)
 		}
 	}
 	res := c.seq.Observe(ev.Seq, at, int64(t.cfg.ReorderWindow), t.cfg.MaxGap, ev.Sink)
+	t.counters.Evicted[EvictedDecided] += int64(res.Forgotten)
+	if res.Late {
+		t.lateSeq(c, at, ev, res.LateOf)
+	}
 	if res.Anomaly {
 		t.counters.SeqGaps++
 		t.out = append(t.out, Outcome{
@@ -1222,6 +1228,27 @@ func (t *Tracker) observeSeq(at int64, ev *event.Event) {
 	if !c.seq.Pending() {
 		t.unlinkGap(c)
 	}
+}
+
+// confirmGaps moves c's gaps due by limit into t.scratch, counting the confirmed gaps
+// that pushed out of c's memory.
+func (t *Tracker) confirmGaps(c *conversation, limit int64) {
+	var forgotten int
+	t.scratch, forgotten = c.seq.Expire(limit, t.scratch[:0])
+	t.counters.Evicted[EvictedDecided] += int64(forgotten)
+}
+
+// lateSeq reports the persist, stamped at, of a seq reported lost in gap g: a late record
+// that takes the loss back when the seq was persisted within g's reorder window (its
+// telemetry was merely late), so the verdict does not depend on when the persist arrived.
+// It has the lost record's keys (conversation, seq) and goes where that record went.
+func (t *Tracker) lateSeq(c *conversation, at int64, ev *event.Event, g seqgap.Confirmed) {
+	t.out = append(t.out, Outcome{
+		Outcome: imsemconv.OutcomeLate, Stage: imsemconv.StagePersist,
+		Reason: imsemconv.ReasonSeqGap, LossStage: imsemconv.StagePersist, Retracted: at <= g.Deadline,
+		ConversationID: c.id, Seq: ev.Seq, HasSeq: true, GapSize: g.Gap, Sink: g.Sink,
+		Start: ev.Start, End: ev.End,
+	})
 }
 
 // emitGap reports each missing seq of a confirmed gap as a lost message: the message was
