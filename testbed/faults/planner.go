@@ -164,8 +164,8 @@ type Planner struct {
 }
 
 // keepAliveEvery is the spacing of the clean messages that keep the stream going after the
-// regular stream, while late_events or late_message need it: a few per tick keep every source's watermark
-// moving at little cost.
+// regular stream, while late_events or late_message need it: a few per tick keep every
+// source's watermark moving at little cost.
 const keepAliveEvery = 50 * time.Millisecond
 
 type classP struct {

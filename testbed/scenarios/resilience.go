@@ -32,7 +32,8 @@ type RestartOptions struct {
 	// FaultProbability is given to every fault class but late_events, ack_delay and
 	// late_message, whose "late" truth assumes the processor's clock runs through the
 	// downtime (late_message: that the gap its persist leaves is confirmed before the late
-	// persist arrives, and still known then, which a restart between the two may change).
+	// persist arrives, which the watermark's hold after a restart can delay past it: the
+	// persist then fills an open gap, with no loss to take back).
 	FaultProbability float64
 	// At is the share of the messages started when the collector goes down.
 	At       float64
