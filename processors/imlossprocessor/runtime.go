@@ -466,6 +466,9 @@ func (r *lossRuntime) flush(tr *tracker.Tracker) {
 	if c.Unjudged > 0 {
 		r.tel.ProcessorImLossUnrecognizedEvents.Add(ctx, c.Unjudged, r.attrs.unrecognized(event.ReasonUnjudgedAfterRestart))
 	}
+	if c.UnjudgedPastMemory > 0 {
+		r.tel.ProcessorImLossUnrecognizedEvents.Add(ctx, c.UnjudgedPastMemory, r.attrs.unrecognized(event.ReasonUnjudgedPastMemory))
+	}
 	if c.Forced > 0 {
 		r.tel.ProcessorImLossForcedDecisions.Add(ctx, c.Forced, r.attrs.watermarkStalled)
 	}

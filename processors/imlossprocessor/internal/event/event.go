@@ -70,6 +70,10 @@ const (
 	// missing events may have been applied before a crash and lost with it (restored from a
 	// checkpoint, or with events stamped before the restart): neither delivered nor lost.
 	ReasonUnjudgedAfterRestart Reason = "unjudged_after_restart"
+	// ReasonUnjudgedPastMemory counts late messages whose deadline passed incomplete but that
+	// may be messages decided and forgotten by the decided memory (decided_cache_size):
+	// neither delivered nor lost.
+	ReasonUnjudgedPastMemory Reason = "unjudged_past_memory"
 )
 
 // Reasons lists every reason but ReasonNone.
@@ -77,7 +81,7 @@ var Reasons = []Reason{
 	ReasonMissingMessageID, ReasonInvalidMessageID, ReasonInvalidConversationID, ReasonInvalidStage,
 	ReasonInvalidSeq, ReasonMissingSeqContext, ReasonInvalidFanout, ReasonInvalidDevice, ReasonInvalidOffline,
 	ReasonOversizedValue, ReasonConditionError, ReasonOverload, ReasonOrphan, ReasonTooManyDevices,
-	ReasonUnjudgedAfterRestart,
+	ReasonUnjudgedAfterRestart, ReasonUnjudgedPastMemory,
 }
 
 // Names are the attribute keys to read; every one is configurable.

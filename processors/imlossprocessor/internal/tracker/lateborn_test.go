@@ -107,3 +107,62 @@ func TestLateBornMessageIsJudgedOnItsOwnEvents(t *testing.T) {
 		})
 	}
 }
+
+// partitionedSend plays a send from a stalled service ("dc2") whose message every other
+// service reported on time ("live"): the message is decided without it and, with a decided
+// memory of ring entries, forgotten while the live stream goes on (a message per second, each
+// decided as soon as its ack is in). The send arrives 2×ack_timeout late, after a restart with
+// restart. It returns m's outcome labels and the messages left unjudged past memory.
+func partitionedSend(t *testing.T, ring int, restart bool, ack int64) ([]string, int64) {
+	t.Helper()
+	cfg := eventTimeConfig()
+	cfg.DecidedCacheSize = ring
+	tr := pastHold(cfg)
+	tr.Apply(t0, ev(imsemconv.StageSend, "dc2-before", t0, from("dc2")))
+	at := t0 + sec
+	tr.Apply(at, ev(imsemconv.StagePersist, "m", at+10*ms, from("live")))
+	tr.Apply(at, ev(imsemconv.StagePush, "m", at+20*ms, fanout(1), from("live")))
+	tr.Apply(at, ev(imsemconv.StageDeliver, "m", at+30*ms, dev("d1"), from("live")))
+	tr.Apply(at, ev(imsemconv.StageAck, "m", ack, dev("d1"), from("live")))
+	now, unjudged := at, int64(0)
+	var outs []Outcome
+	live := func(until int64) {
+		for ; now < until; now += sec {
+			id := fmt.Sprint("live-", now)
+			tr.Apply(now, ev(imsemconv.StageSend, id, now, from("live")))
+			tr.Apply(now, ev(imsemconv.StagePush, id, now, fanout(1), from("live")))
+			tr.Apply(now, ev(imsemconv.StageAck, id, now, dev("d1"), from("live")))
+			tr.Tick(now)
+		}
+		outs = append(outs, tr.TakeOutcomes()...)
+		unjudged += tr.TakeCounters().UnjudgedPastMemory
+	}
+	live(t0 + 3*int64(ackTO))
+	if restart {
+		tr = restarted(t, tr, now)
+		live(now + idleTO.Nanoseconds() + 5*sec)
+	}
+	tr.Apply(now, ev(imsemconv.StageSend, "m", at, from("dc2")))
+	live(now + 2*int64(ackTO))
+	return labelsOf(outs), unjudged
+}
+
+// TestLateSendOfAForgottenMessageIsNotALoss: a late send whose message the decided memory
+// still holds is recognised; once the memory forgot it, the send starts a late message that
+// may be the forgotten one, so it is left unjudged (counted) instead of lost at send. A
+// message lost beyond doubt (its ack after ack_timeout) is judged as long as the memory holds it.
+func TestLateSendOfAForgottenMessageIsNotALoss(t *testing.T) {
+	inTime, tooLate := t0+sec+40*ms, t0+sec+int64(ackTO)+sec
+	for _, restart := range []bool{false, true} {
+		labels, unjudged := partitionedSend(t, 1000, restart, inTime)
+		assert.Equal(t, []string{"delivered@ack"}, labels, "remembered, restart %v", restart)
+		assert.Zero(t, unjudged)
+
+		labels, unjudged = partitionedSend(t, 10, restart, inTime)
+		assert.Equal(t, []string{"delivered@ack"}, labels, "forgotten, restart %v", restart)
+		assert.Equal(t, int64(1), unjudged, "forgotten, restart %v", restart)
+
+		labels, _ = partitionedSend(t, 1000, restart, tooLate)
+		assert.Equal(t, []string{"lost@deliver", "late@ack"}, labels, "acked too late, restart %v", restart)
+	}
+}

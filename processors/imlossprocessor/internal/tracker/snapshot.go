@@ -25,7 +25,8 @@ import (
 // after its flags (before it, a device's ack is taken to be the message's last), and after a
 // message's devices the events waiting for its deadline (see appendHeld). Version 6 adds, after
 // a conversation's open gaps, the confirmed gaps it remembers (see seqgap.MaxConfirmed) with
-// their reported sizes. Versions 1 (no kind: final; no decided
+// their reported sizes, and before the decided memory the latest deadlines of the messages it
+// forgot and remembered (see pastMemory). Versions 1 (no kind: final; no decided
 // memory) and 2 are still read: their collector-clock times are taken as event times, which
 // is what they approximated; versions before 4 restore no sources.
 var (
@@ -124,6 +125,8 @@ func (t *Tracker) snapshot(now int64, kind Kind, tl *Timeline) []byte {
 	}
 	b = tl.appendSources(b, now)
 
+	b = binary.AppendVarint(b, t.forgottenUpTo)
+	b = binary.AppendVarint(b, t.rememberedUpTo)
 	b = binary.AppendUvarint(b, uint64(t.ringLen))
 	for i := range t.ringLen {
 		h := t.decidedRing[(t.ringStart+i)%len(t.decidedRing)]
@@ -386,8 +389,19 @@ func (t *Tracker) Restore(data []byte, now int64) (st RestoreStats, err error) {
 	if st.Kind == Checkpoint {
 		t.DistrustEventsBefore(now)
 	}
+	// Before version 6 the decided memory's deadlines were not saved: those of messages
+	// decided before the restart, give or take ack_timeout.
+	forgotten, remembered := int64(0), now+int64(t.cfg.AckTimeout)
+	if st.Version >= 6 {
+		forgotten, remembered = r.varint(), r.varint()
+	}
+	t.forgottenUpTo = max(t.forgottenUpTo, forgotten)
+	if !adoptKey {
+		// The saved memory is dropped: forgotten.
+		t.forgottenUpTo = max(t.forgottenUpTo, remembered)
+	}
 	if adoptKey && r.err == nil {
-		st.Decided = t.restoreDecided(&r, st.Version)
+		st.Decided = t.restoreDecided(&r, st.Version, remembered)
 		if st.Version >= 3 {
 			t.restoreRetractions(&r)
 		}
@@ -401,7 +415,7 @@ func (t *Tracker) Restore(data []byte, now int64) (st RestoreStats, err error) {
 // restoreDecided loads the decided-message memory, oldest first, so it keeps evicting in the
 // same order. When it holds more than decided_cache_size now allows, the oldest are dropped
 // and counted as evicted.
-func (t *Tracker) restoreDecided(r *reader, version int) int {
+func (t *Tracker) restoreDecided(r *reader, version int, upTo int64) int {
 	maxOutcome := decidedLost
 	if version >= 3 {
 		maxOutcome = decidedUntracked
@@ -415,6 +429,9 @@ func (t *Tracker) restoreDecided(r *reader, version int) int {
 		// A shard keeps only part of them: rememberHash evicts (and counts) the oldest.
 		skip = max(n-t.cfg.DecidedCacheSize, 0)
 		t.counters.Evicted[EvictedDecided] += int64(skip)
+		if skip > 0 {
+			t.forgottenUpTo = max(t.forgottenUpTo, upTo)
+		}
 	}
 	restored := 0
 	for i := 0; i < n && r.err == nil; i++ {
@@ -427,7 +444,7 @@ func (t *Tracker) restoreDecided(r *reader, version int) int {
 		if i < skip || !t.owns(h) || d.outcome < decidedDelivered || d.outcome > maxOutcome || int(d.reason) >= len(reasons) || d.stage > imsemconv.StageAck {
 			continue
 		}
-		t.rememberHash(h, d)
+		t.rememberHash(h, d, upTo)
 		restored++
 	}
 	return restored

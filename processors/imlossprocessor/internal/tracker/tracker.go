@@ -106,6 +106,10 @@ type Counters struct {
 	// part of which may have been applied before a restart and lost with it (see
 	// DistrustEventsBefore), so they are neither delivered nor lost.
 	Unjudged int64
+	// UnjudgedPastMemory counts late messages whose deadline passed incomplete but which may
+	// be messages decided and forgotten by the decided memory (see pastMemory): neither
+	// delivered nor lost.
+	UnjudgedPastMemory int64
 	// Forced counts verdicts (messages and seq gaps) made before the watermark passed their
 	// deadline because it lagged the collector's clock by more than MaxSourceLag.
 	Forced int64
@@ -229,8 +233,9 @@ type decided struct {
 const (
 	decidedDelivered uint8 = iota + 1
 	decidedLost
-	// decidedUntracked: evicted at a state limit. Its later events are ignored: they must
-	// neither start a new message (which its deadline would judge) nor count as late.
+	// decidedUntracked: evicted at a state limit, or left unjudged (pastMemory). Its later
+	// events are ignored: they must neither start a new message (which its deadline would
+	// judge) nor count as late.
 	decidedUntracked
 )
 
@@ -278,6 +283,12 @@ type Tracker struct {
 	decidedRing []uint64
 	ringStart   int
 	ringLen     int
+	// ringUpTo[i] is rememberedUpTo when decidedRing[i] was remembered: rememberedUpTo is the
+	// latest deadline of a message remembered, forgottenUpTo the latest of one forgotten (see
+	// pastMemory). Deadlines roughly follow the order of decisions, and the running maximum
+	// keeps forgottenUpTo an upper bound.
+	ringUpTo                      []int64
+	rememberedUpTo, forgottenUpTo int64
 
 	out      []Outcome
 	counters Counters
@@ -296,6 +307,7 @@ func New(cfg Config) *Tracker {
 		gaps:        list[conversation]{at: func(c *conversation) *links[conversation] { return &c.gaps }},
 		decided:     make(map[uint64]decided),
 		decidedRing: make([]uint64, cfg.DecidedCacheSize),
+		ringUpTo:    make([]int64, cfg.DecidedCacheSize),
 		retract:     make(map[uint64]*retraction),
 		waiting:     make(map[*message][]held),
 		maxWaiting:  max(1024, cfg.MaxMessages/16),
@@ -390,6 +402,9 @@ func (t *Tracker) route(ev *event.Event, at int64, beforeCrash, released bool) (
 	after := t.deadlineOf(m)
 	if (inserted || after < before) && after <= t.wm.current && m.failed&lateMessage == 0 {
 		t.turnLate(m)
+		if inserted && m.firstSeen <= t.forgottenUpTo {
+			m.failed |= pastMemory
+		}
 	}
 	if m.seen&evidence == evidence && t.allAcked(m) && t.ackedInTime(m) {
 		// Decide as soon as the evidence is complete: send gives the latency, the
@@ -430,8 +445,19 @@ func (t *Tracker) reschedule(m *message) {
 	}
 }
 
-// lateMessage, a bit of message.failed above every stage's, marks a late message (turnLate).
-const lateMessage uint8 = 1 << 7
+// Bits of message.failed above every stage's.
+const (
+	// lateMessage marks a late message (turnLate).
+	lateMessage uint8 = 1 << 7
+	// pastMemory marks a late message new to the tracker whose events are no later than the
+	// deadline of a message the decided memory forgot: it may be such a message, its other
+	// events decided and forgotten (a send from a service that stalled for longer than
+	// decided_cache_size messages take to decide). Missing evidence then proves nothing, so
+	// it is never judged lost (UnjudgedPastMemory), only delivered on complete evidence.
+	pastMemory uint8 = 1 << 6
+	// notFailures are the bits of message.failed that are not failed stages.
+	notFailures = lateMessage | pastMemory
+)
 
 // turnLate is for a message whose deadline is behind the watermark as soon as an event gives
 // it: its first event, or an event earlier than those before (a send from a stalled service),
@@ -925,9 +951,16 @@ func (t *Tracker) decide(m *message) {
 		t.remove(m)
 		return
 	}
+	if m.failed&pastMemory != 0 {
+		// Remembered as untracked, so its next late events are ignored rather than counted again.
+		t.counters.UnjudgedPastMemory++
+		t.remember(m, decided{outcome: decidedUntracked})
+		t.remove(m)
+		return
+	}
 	reason := imsemconv.ReasonAckTimeout
 	stage, lostDevices, dev := t.lossStage(m)
-	if m.failed&^lateMessage != 0 {
+	if m.failed&^notFailures != 0 {
 		reason = imsemconv.ReasonStageFailed
 		for s := imsemconv.StageAck; s > imsemconv.StageUnknown; s-- {
 			if m.failed&bit(s) != 0 {
@@ -1075,12 +1108,15 @@ func (t *Tracker) remember(m *message, d decided) {
 	if t.cfg.DecidedCacheSize == 0 {
 		return
 	}
-	t.rememberHash(t.hash(m.id), d)
+	t.rememberHash(t.hash(m.id), d, max(m.deadline, t.deadlineOf(m)))
 }
 
-func (t *Tracker) rememberHash(h uint64, d decided) {
+// rememberHash remembers decision d of the message hashed h, whose deadline was deadline.
+func (t *Tracker) rememberHash(h uint64, d decided, deadline int64) {
+	t.rememberedUpTo = max(t.rememberedUpTo, deadline)
 	if len(t.decidedRing) == 0 {
 		t.counters.Evicted[EvictedDecided]++
+		t.forgottenUpTo = t.rememberedUpTo
 		return
 	}
 	if _, ok := t.decided[h]; ok {
@@ -1091,11 +1127,13 @@ func (t *Tracker) rememberHash(h uint64, d decided) {
 		oldest := t.decidedRing[t.ringStart]
 		delete(t.decided, oldest)
 		t.dropRetraction(oldest)
+		t.forgottenUpTo = max(t.forgottenUpTo, t.ringUpTo[t.ringStart])
 		t.ringStart = (t.ringStart + 1) % len(t.decidedRing)
 		t.ringLen--
 		t.counters.Evicted[EvictedDecided]++
 	}
-	t.decidedRing[(t.ringStart+t.ringLen)%len(t.decidedRing)] = h
+	i := (t.ringStart + t.ringLen) % len(t.decidedRing)
+	t.decidedRing[i], t.ringUpTo[i] = h, t.rememberedUpTo
 	t.ringLen++
 	t.decided[h] = d
 }
