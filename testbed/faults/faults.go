@@ -58,6 +58,11 @@ const (
 	ClassLateEvents Class = "late_events"
 	// ClassOfflineExpired: a recipient is offline and never reconnects before offline_timeout.
 	ClassOfflineExpired Class = "offline_expired"
+	// ClassLateMessage: the whole lifecycle happened on time, but every event of it reaches
+	// the collector after the watermark passed the message's own deadline and the deadline of
+	// the seq gap its persist leaves (a later seq of the conversation was persisted on time):
+	// a late message, judged on its own events, whose late persist takes the seq loss back.
+	ClassLateMessage Class = "late_message"
 
 	// ClassServiceDown is not injected by probability: it marks a message some of whose events
 	// were never sent because their service had stopped (Config.Stop). Its truth follows from
@@ -69,7 +74,7 @@ const (
 var Faults = []Class{
 	ClassLossSend, ClassLossPersist, ClassLossPush, ClassLossDeliver, ClassSeqGap,
 	ClassPersistFailed, ClassPersistRetry, ClassDuplicate, ClassReorder, ClassDelay,
-	ClassAckDelay, ClassLateEvents, ClassOfflineExpired,
+	ClassAckDelay, ClassLateEvents, ClassOfflineExpired, ClassLateMessage,
 }
 
 // ParseClass accepts a fault class name.
@@ -81,19 +86,23 @@ func ParseClass(v string) (Class, bool) {
 // Label is one outcome record the processor must emit for a message.
 type Label struct {
 	Outcome imsemconv.Outcome
-	Reason  imsemconv.LossReason
-	Stage   imsemconv.Stage
+	// Reason is the loss reason; on a late record, the reason of the loss it follows, which
+	// the label's name leaves out (a late record is named by its event's stage).
+	Reason imsemconv.LossReason
+	Stage  imsemconv.Stage
 	// Retracted marks the late record that takes a loss back (im.loss.retracted=true): late
-	// events proved that every missing device acked before the deadline.
+	// events proved that every missing device acked before the deadline, or a late persist
+	// that the seq reported lost was persisted in time.
 	Retracted bool
 }
 
-// String is "outcome/reason@stage" ("delivered@ack" when there is no reason), with
-// "(retracted)" appended to a retraction record: "late@ack(retracted)".
+// String is "outcome/reason@stage" ("delivered@ack" when there is no reason; late and
+// duplicate records without it), with "(retracted)" appended to a retraction record:
+// "late@ack(retracted)".
 func (l Label) String() string {
 	var b strings.Builder
 	b.WriteString(string(l.Outcome))
-	if l.Reason != "" {
+	if l.Reason != "" && l.Outcome != imsemconv.OutcomeLate && l.Outcome != imsemconv.OutcomeDuplicate {
 		b.WriteByte('/')
 		b.WriteString(string(l.Reason))
 	}
@@ -111,11 +120,26 @@ func (l Label) Primary() bool {
 	return l.Outcome == imsemconv.OutcomeDelivered || l.Outcome == imsemconv.OutcomeLost
 }
 
+// BySeq reports whether the record names the conversation and seq instead of the message: a
+// seq gap's loss and the retraction of one (im_loss never saw the message's id when it
+// reported the seq missing).
+func (l Label) BySeq() bool { return l.Reason == imsemconv.ReasonSeqGap }
+
 var (
 	labelDelivered = Label{Outcome: imsemconv.OutcomeDelivered, Stage: imsemconv.StageAck}
 	labelDuplicate = Label{Outcome: imsemconv.OutcomeDuplicate, Stage: imsemconv.StageDeliver}
 	labelRetracted = Label{Outcome: imsemconv.OutcomeLate, Stage: imsemconv.StageAck, Retracted: true}
+	// labelSeqGapRetracted takes a seq gap's loss back: the missing seq's persist arrived
+	// late, stamped before the gap's deadline ("late@persist(retracted)").
+	labelSeqGapRetracted = Label{Outcome: imsemconv.OutcomeLate, Reason: imsemconv.ReasonSeqGap, Stage: imsemconv.StagePersist, Retracted: true}
 )
+
+// SeqGapLoss is the label of a seq reported missing: "lost/seq_gap@persist".
+func SeqGapLoss() Label { return lost(imsemconv.ReasonSeqGap, imsemconv.StagePersist) }
+
+// SeqGapRetraction is the label of the record that takes a seq gap's loss back: a message
+// whose truth has both was not lost, whatever the seq record said.
+func SeqGapRetraction() Label { return labelSeqGapRetracted }
 
 func lost(reason imsemconv.LossReason, stage imsemconv.Stage) Label {
 	return Label{Outcome: imsemconv.OutcomeLost, Reason: reason, Stage: stage}
@@ -167,8 +191,8 @@ type Config struct {
 	Probability map[Class]float64
 	Timeouts    Timeouts
 	// Lags are the export lags the sender applies per service (sender.Config.Lags): the truth
-	// of late_events depends on them (its events must arrive after the slowest source's
-	// watermark passed the deadline).
+	// of late_events and late_message depends on them (their events must arrive after the
+	// slowest source's watermark passed the deadline).
 	Lags workload.Lags
 	// Stop, when set, makes one service stop sending for good: none of its events due at or
 	// after Stop.At is emitted. Messages that lose events to it get class service_down. It

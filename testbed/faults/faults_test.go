@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"cmp"
 	"slices"
 	"testing"
 	"time"
@@ -33,23 +34,38 @@ func planAll(t *testing.T, g *workload.Generator, probs map[Class]float64) (*Boo
 	return planWith(t, g, Config{Probability: probs, Timeouts: timeouts()})
 }
 
+// planWith plans every message of a run and returns, per message index, the events of that
+// message (whichever call of Next emitted them).
 func planWith(t *testing.T, g *workload.Generator, cfg Config) (*Book, [][]workload.Event) {
+	book, calls := planCalls(t, g, cfg)
+	all := make([][]workload.Event, len(calls))
+	for _, evts := range calls {
+		for _, e := range evts {
+			all[e.Msg.Index] = append(all[e.Msg.Index], e)
+		}
+	}
+	return book, all
+}
+
+// planCalls plans every message of a run and returns the events each call of Next returned.
+func planCalls(t *testing.T, g *workload.Generator, cfg Config) (*Book, [][]workload.Event) {
 	book := NewBook()
 	p, err := NewPlanner(g, cfg, book)
 	require.NoError(t, err)
-	var all [][]workload.Event
+	var calls [][]workload.Event
 	for {
 		start, evts, ok := p.Next()
 		if !ok {
 			break
 		}
 		for _, e := range evts {
-			require.GreaterOrEqual(t, e.Due, start, "no event is due before its message starts")
+			require.GreaterOrEqual(t, e.Due, start, "no event is due before the message it is sent with starts")
+			require.LessOrEqual(t, e.Msg.Index, int64(len(calls)), "no event is sent before its message is planned")
 		}
-		all = append(all, evts)
+		calls = append(calls, evts)
 	}
-	require.Equal(t, int64(len(all)), book.Len())
-	return book, all
+	require.Equal(t, int64(len(calls)), book.Len())
+	return book, calls
 }
 
 func stagesOf(evts []workload.Event) []imsemconv.Stage {
@@ -67,8 +83,9 @@ func TestEveryClassHasItsTruthAndEvents(t *testing.T) {
 	for _, c := range Faults {
 		t.Run(string(c), func(t *testing.T) {
 			p := 1.0
-			if c == ClassSeqGap {
-				// A gap needs an earlier seq in its conversation: leave room for clean messages.
+			if c == ClassSeqGap || c == ClassLateMessage {
+				// A gap needs an earlier seq in its conversation and a later one: leave room
+				// for clean messages.
 				p = 0.5
 			}
 			g := generator(t, 600, 0)
@@ -77,14 +94,15 @@ func TestEveryClassHasItsTruthAndEvents(t *testing.T) {
 			for i, truth := range book.All() {
 				evts := all[i]
 				if truth.Class != c {
-					// Only a seq gap can be refused (no earlier seq in the conversation); the
-					// closing messages that reveal gaps and the keep-alive messages after
-					// late_events are clean.
+					// Only a seq gap or a late message can be refused (no earlier seq in the
+					// conversation, or a gap already open there); the closing messages that
+					// reveal gaps and the keep-alive messages after late_events and
+					// late_message are clean.
 					require.Contains(t, []Class{ClassNone, ClassOffline}, truth.Class)
-					if truth.Index >= 600 && c == ClassLateEvents {
+					if truth.Index >= 600 && (c == ClassLateEvents || c == ClassLateMessage) {
 						continue
 					}
-					require.Equal(t, ClassSeqGap, c)
+					require.Contains(t, []Class{ClassSeqGap, ClassLateMessage}, c)
 					continue
 				}
 				injected++
@@ -161,6 +179,20 @@ func TestEveryClassHasItsTruthAndEvents(t *testing.T) {
 							assert.True(t, e.Offline)
 						}
 					}
+				case ClassLateMessage:
+					// The whole lifecycle, on time, and all of it held by one shift past
+					// both deadlines: it arrives in lifecycle order.
+					assert.Equal(t, []imsemconv.Stage{imsemconv.StageSend, imsemconv.StagePersist, imsemconv.StagePush}, st[:3])
+					assert.Contains(t, st, imsemconv.StageAck)
+					assert.Positive(t, truth.Seq)
+					last := slices.MaxFunc(evts, func(a, b workload.Event) int { return cmp.Compare(a.End, b.End) }).End
+					due := max(truth.Deadline, last+tt.AckTimeout) + tt.AllowedLateness + tt.TickInterval + tt.Margin
+					for _, e := range evts {
+						assert.Less(t, e.End-m.Start, tt.AckTimeout, "the events themselves were on time")
+						assert.GreaterOrEqual(t, e.Due, due, "held past the gap's deadline and the message's")
+						assert.Equal(t, evts[0].Due-evts[0].End, e.Due-e.End, "one shift for every event")
+						assert.False(t, e.Offline)
+					}
 				}
 				assert.Equal(t, len(evts), truth.Events)
 			}
@@ -184,6 +216,7 @@ func TestTruthLabels(t *testing.T) {
 		ClassAckDelay:       {"lost/ack_timeout@deliver", "late@ack"},
 		ClassLateEvents:     {"lost/ack_timeout@push", "late@deliver", "late@ack(retracted)"},
 		ClassOfflineExpired: {"lost/ack_timeout@push"},
+		ClassLateMessage:    {"delivered@ack", "lost/seq_gap@persist", "late@persist(retracted)"},
 		ClassNone:           {"delivered@ack"},
 		ClassOffline:        {"delivered@ack"},
 	}
@@ -448,4 +481,90 @@ func TestVerdictStageRule(t *testing.T) {
 func TestLabelString(t *testing.T) {
 	assert.Equal(t, "late@ack(retracted)", labelRetracted.String())
 	assert.Equal(t, "late@ack", late(imsemconv.StageAck).String())
+	assert.Equal(t, "late@persist(retracted)", SeqGapRetraction().String(), "a late record is named by its event's stage, not the loss's reason")
+	assert.Equal(t, "lost/seq_gap@persist", SeqGapLoss().String())
+	assert.True(t, SeqGapRetraction().BySeq())
+	assert.True(t, SeqGapLoss().BySeq())
+	assert.False(t, labelRetracted.BySeq())
+	assert.False(t, labelDelivered.BySeq())
+}
+
+// TestLateMessageHeldPastItsGap: a late message's events go out with the message of the
+// next seq of its conversation, persisted on time, which opens the gap; each of them reaches
+// the collector (its service's lag included) only after the slowest source's watermark has
+// passed the gap's deadline and the message's own, and the keep-alive carries the stream past
+// the message's own window, which starts when its first event arrives.
+func TestLateMessageHeldPastItsGap(t *testing.T) {
+	tt := timeouts()
+	for _, tc := range []struct {
+		name string
+		lags workload.Lags
+	}{
+		{"none", workload.Lags{}},
+		{"gateway", lagOf(workload.ServiceGateway, 6*time.Second)},
+		{"push", lagOf(workload.ServicePush, 6*time.Second)},
+		{"all", workload.AllLagged(workload.Lag{Delay: 6 * time.Second, Ramp: 3 * time.Second})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := generator(t, 600, 0.05)
+			cfg := Config{Probability: map[Class]float64{ClassLateMessage: 0.2, ClassSeqGap: 0.1, ClassLossSend: 0.05}, Timeouts: tt, Lags: tc.lags}
+			book, calls := planCalls(t, g, cfg)
+			arrival := func(e workload.Event) time.Duration { return e.Due + tc.lags.Of(e.Service, e.Due) }
+			type key struct {
+				conv string
+				seq  int64
+			}
+			persists := map[key]workload.Event{}
+			sentWith := map[int64]int{}
+			var lastStart, keepUntil time.Duration
+			for i, evts := range calls {
+				for _, e := range evts {
+					sentWith[e.Msg.Index] = i
+					lastStart = max(lastStart, e.Msg.Start)
+					if e.Stage == imsemconv.StagePersist {
+						k := key{e.Msg.Conversation.ID, e.Seq}
+						if p, ok := persists[k]; !ok || e.End > p.End {
+							persists[k] = e // a retried persist reveals with its later sub-step
+						}
+					}
+				}
+			}
+			n := 0
+			for _, truth := range book.All() {
+				if truth.Class != ClassLateMessage {
+					continue
+				}
+				n++
+				assert.Empty(t, calls[truth.Index], "a late message's events are held")
+				next, ok := persists[key{truth.Conversation.ID, truth.Seq + 1}]
+				require.True(t, ok, "message %d: the next seq of its conversation is persisted", truth.Index)
+				assert.Equal(t, int(next.Msg.Index), sentWith[truth.Index], "sent with the message that reveals its gap")
+				assert.NotEqual(t, ClassSeqGap, book.All()[next.Msg.Index].Class)
+				assert.Equal(t, next.End+tt.ReorderWindow, truth.Deadline, "its deadline is the gap's")
+				own, ok := persists[key{truth.Conversation.ID, truth.Seq}]
+				require.True(t, ok)
+				assert.Less(t, own.End, truth.Deadline, "the late persist is stamped before the gap's deadline: a retraction")
+				var evts []workload.Event
+				for _, e := range calls[sentWith[truth.Index]] {
+					if e.Msg.Index == truth.Index {
+						evts = append(evts, e)
+					}
+				}
+				require.Len(t, evts, truth.Events)
+				last := slices.MaxFunc(evts, func(a, b workload.Event) int { return cmp.Compare(a.End, b.End) }).End
+				// The slowest source's events stamped allowed_lateness past the later deadline
+				// arrive by then + the largest lag; a tick confirms; the margin separates.
+				due := max(truth.Deadline, last+tt.AckTimeout) + tt.AllowedLateness + tc.lags.Max() + tt.TickInterval + tt.Margin
+				first := time.Duration(1 << 62)
+				for _, e := range evts {
+					assert.GreaterOrEqual(t, arrival(e), due, "message %d: %s arrives after the watermark passed both deadlines", truth.Index, e.Stage)
+					assert.Greater(t, arrival(e), arrival(next), "after the persist that opens the gap")
+					first = min(first, e.Due)
+				}
+				keepUntil = max(keepUntil, first+tt.AckTimeout+tt.AllowedLateness+tt.Margin)
+			}
+			require.Positive(t, n)
+			assert.GreaterOrEqual(t, lastStart, keepUntil, "the stream goes on past the last late message's window")
+		})
+	}
 }

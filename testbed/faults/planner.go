@@ -20,15 +20,16 @@ type Truth struct {
 	Seq    int64
 	Class  Class
 	Labels []Label
-	// FirstDue is when the message's first event was handed to the exporter (for a seq gap:
-	// when it would have been), relative to the start of the run. Detection latency counts
-	// from here. It does not include the sender's export lag (Config.Lags).
+	// FirstDue is when the message's first event was handed to the exporter (for a seq gap,
+	// and a late message whose events are all held: when it would have been), relative to the
+	// start of the run. Detection latency counts from here. It does not include the sender's
+	// export lag (Config.Lags).
 	FirstDue time.Duration
 	// Deadline is the event time (relative to the start of the run) at which a lost message
 	// is due: its send time plus ack_timeout (plus offline_timeout instead while an offline
-	// recipient is pending); for a seq gap the persist time of the seq that reveals it plus
-	// reorder_window (zero until that seq is planned). Verdicts on event time come once the
-	// watermark passes it.
+	// recipient is pending); for a seq gap, and a late message (whose only loss is the seq
+	// gap it leaves), the persist time of the seq that reveals it plus reorder_window (zero
+	// until that seq is planned). Verdicts on event time come once the watermark passes it.
 	Deadline time.Duration
 	// Events is the number of lifecycle events emitted for it.
 	Events int
@@ -133,6 +134,11 @@ type convState struct {
 	// gaps lists the messages of the open gap (their deadline is set by the revealing seq).
 	gapOpen bool
 	gaps    []int64
+	// held are the events of a late_message (message heldIdx) waiting for a later seq of the
+	// conversation to reveal the gap its persist leaves: they go out with that seq's message,
+	// due once the watermark has passed the message's deadline and the gap's (release).
+	held    []workload.Event
+	heldIdx int64
 }
 
 // Planner draws messages from a workload generator, applies faults and records the truth.
@@ -143,22 +149,23 @@ type Planner struct {
 	book  *Book
 	convs []convState
 	cum   []classP
-	// closing lists conversations whose open gap the regular stream did not reveal; after
-	// the stream one extra clean message per conversation reveals it.
+	// closing lists conversations whose open gap (or held late message) the regular stream
+	// did not reveal; after the stream one extra clean message per conversation reveals it.
 	closing []int
 	closed  bool
 	last    time.Duration
 	// streamEnd is when the regular stream's last message starts; keepUntil is the event
-	// time up to which the stream must go on (late_events need every source's watermark to
-	// pass their deadline before their late events arrive): after the regular stream and
-	// the gap closers, clean messages every keepAliveEvery keep it going until then.
+	// time up to which the stream must go on (late_events and late_message need every
+	// source's watermark to pass their deadlines before their late events arrive, and a late
+	// message's own window to pass after): after the regular stream and the gap closers,
+	// clean messages every keepAliveEvery keep it going until then.
 	streamEnd, keepUntil time.Duration
 	keepAlive            int
 }
 
 // keepAliveEvery is the spacing of the clean messages that keep the stream going after the
-// regular stream, while late_events need it: a few per tick keep every source's watermark
-// moving at little cost.
+// regular stream, while late_events or late_message need it: a few per tick keep every
+// source's watermark moving at little cost.
 const keepAliveEvery = 50 * time.Millisecond
 
 type classP struct {
@@ -202,7 +209,7 @@ func (p *Planner) Next() (time.Duration, []workload.Event, bool) {
 		if !p.closed {
 			p.closed = true
 			for i := range p.convs {
-				if p.convs[i].gapOpen {
+				if p.convs[i].gapOpen || p.convs[i].held != nil {
 					p.closing = append(p.closing, i)
 				}
 			}
@@ -217,7 +224,8 @@ func (p *Planner) Next() (time.Duration, []workload.Event, bool) {
 			m.Start = max(m.Start, p.last)
 		case p.last < p.keepUntil:
 			// Keep-alive: the stream goes on until the late events of the last late_events
-			// message can only arrive after the watermark passed its deadline.
+			// message can only arrive after the watermark passed its deadline, and the last
+			// late message's window has passed.
 			m = p.gen.MessageIn(p.gen.Conversation(p.keepAlive % p.gen.Conversations()))
 			p.keepAlive++
 			m.Start = p.last + keepAliveEvery
@@ -249,8 +257,15 @@ func (p *Planner) draw(r *rand.Rand) Class {
 func (p *Planner) plan(m *workload.Message, class Class) ([]workload.Event, Truth) {
 	cs := &p.convs[m.Conversation.Index]
 	t := p.cfg.Timeouts
-	if class == ClassSeqGap && (!cs.hasBaseline || cs.baselineDue+t.Margin >= m.Start) {
+	switch {
+	case class == ClassSeqGap && (!cs.hasBaseline || cs.baselineDue+t.Margin >= m.Start || cs.held != nil):
 		// Without a seq seen earlier in the conversation, the gap is invisible to anyone.
+		// Behind a held late message it would widen that message's gap: each seq lost or
+		// taken back would no longer be a fault of its own.
+		class = ClassNone
+	case class == ClassLateMessage && (!cs.hasBaseline || cs.baselineDue+t.Margin >= m.Start || cs.gapOpen || cs.held != nil):
+		// The gap a late message's persist leaves must be its own (one seq, revealed by a
+		// later one after an earlier one was seen), so that it is opened and taken back alone.
 		class = ClassNone
 	}
 	r := p.gen.MessageRand(m.Index, workload.StreamFaults)
@@ -380,6 +395,13 @@ func (p *Planner) plan(m *workload.Message, class Class) ([]workload.Event, Trut
 			return e.Device == dev && (e.Stage == imsemconv.StageDeliver || e.Stage == imsemconv.StageAck)
 		})
 		truth.Labels = []Label{lost(imsemconv.ReasonAckTimeout, imsemconv.StagePush)}
+	case ClassLateMessage:
+		// Every event is held (below) until a later seq of the conversation, persisted on
+		// time, has opened a gap at this seq and the watermark has passed both deadlines.
+		// Judged on its own events the message is delivered; the seq is reported lost when
+		// the gap is confirmed, and the late persist, stamped before the gap's deadline,
+		// takes that loss back.
+		truth.Labels = []Label{labelDelivered, SeqGapLoss(), labelSeqGapRetracted}
 	default:
 		panic("faults: unhandled class " + string(class))
 	}
@@ -406,17 +428,23 @@ func (p *Planner) plan(m *workload.Message, class Class) ([]workload.Event, Trut
 		}
 	}
 	if seq > 0 {
-		if class == ClassSeqGap {
+		switch class {
+		case ClassSeqGap:
 			cs.gapOpen = true
 			cs.gaps = append(cs.gaps, m.Index)
-		} else {
-			if cs.gapOpen {
-				reveal := truth.FirstDue
-				for _, e := range evts {
-					if e.Stage == imsemconv.StagePersist {
-						reveal = max(reveal, e.End)
-					}
+		case ClassLateMessage:
+			// Its deadline is the gap's, known once the revealing seq is planned.
+			truth.Deadline = 0
+			cs.held, cs.heldIdx = evts, m.Index
+			evts = nil
+		default:
+			reveal := truth.FirstDue
+			for _, e := range evts {
+				if e.Stage == imsemconv.StagePersist {
+					reveal = max(reveal, e.End)
 				}
+			}
+			if cs.gapOpen {
 				for _, idx := range cs.gaps {
 					p.book.setDeadline(idx, reveal+t.ReorderWindow)
 				}
@@ -431,9 +459,41 @@ func (p *Planner) plan(m *workload.Message, class Class) ([]workload.Event, Trut
 				}
 				cs.hasBaseline, cs.baselineDue = true, persistDue
 			}
+			if cs.held != nil {
+				// Sent with this message, each at its own due time.
+				evts = append(evts, p.release(cs, reveal)...)
+			}
 		}
 	}
 	return evts, truth
+}
+
+// release returns the held events of the conversation's late message, whose gap the seq
+// persisted at reveal (event time) opens: due once every source's watermark has passed the
+// later of the gap's deadline (reveal + reorder_window) and the message's own (ack_timeout
+// after its latest event, whichever of them arrives first), with the same margin as
+// late_events: the slowest source's events stamped allowed_lateness beyond it reach the
+// collector, and a tick confirms the gap. Each service's events are held longer by how much
+// more the slowest source lags than it, so they all arrive after that; their order stays
+// the lifecycle's. The keep-alive then carries the stream past the message's own window,
+// which in watermark time starts when its first event arrives.
+func (p *Planner) release(cs *convState, reveal time.Duration) []workload.Event {
+	t := p.cfg.Timeouts
+	evts := cs.held
+	cs.held = nil
+	gap := reveal + t.ReorderWindow
+	deadline, first := gap, evts[0].Due
+	for _, e := range evts {
+		deadline = max(deadline, e.End+t.AckTimeout)
+		first = min(first, e.Due)
+	}
+	at := deadline + t.AllowedLateness + t.TickInterval + t.Margin
+	for i := range evts {
+		evts[i].Due += at - first + max(p.cfg.Lags.Max()-p.cfg.Lags.Of(evts[i].Service, at), 0)
+	}
+	p.book.setDeadline(cs.heldIdx, gap)
+	p.keepUntil = max(p.keepUntil, at+t.AckTimeout+t.AllowedLateness+t.Margin)
+	return evts
 }
 
 // deadlineOf is the event time at which the processor decides a message lost: its send time

@@ -230,10 +230,11 @@ func perfect(b *faults.Book, start time.Time) []Record {
 		for _, l := range tr.Labels {
 			r := Record{Outcome: l.Outcome, Reason: l.Reason, Stage: l.Stage.String(), MessageID: tr.MessageID,
 				ConversationID: tr.Conversation.ID, Retracted: l.Retracted, At: start.Add(tr.FirstDue + 3*time.Second)}
-			if l.Reason == imsemconv.ReasonSeqGap {
+			if l.BySeq() {
+				// A seq gap's loss and its retraction name the conversation and seq only.
 				r.MessageID, r.Seq, r.HasSeq = "", tr.Seq, true
 			}
-			if l.Outcome == imsemconv.OutcomeLate {
+			if l.Outcome == imsemconv.OutcomeLate && r.Reason == "" {
 				r.Reason = imsemconv.ReasonAckTimeout // the earlier loss's reason, which the label ignores
 			}
 			recs = append(recs, r)
@@ -375,7 +376,7 @@ func TestRetractionRecordsAreTheirOwnLabel(t *testing.T) {
 	perf := perfect(b, start)
 	retractions := 0
 	for i := range perf {
-		if perf[i].Retracted {
+		if labelOf(perf[i]) == "late@ack(retracted)" {
 			retractions++
 		}
 	}
@@ -439,4 +440,54 @@ func TestSinkStallHoldsRequestsAndDropsAbandonedOnes(t *testing.T) {
 	assert.Equal(t, int64(1), maxHeld)
 	assert.Equal(t, int64(1), abandoned)
 	require.NoError(t, exportTraces(t, sink.Endpoint(), outcomeTraces()), "a resumed sink answers at once")
+}
+
+// TestSeqGapRetractionIsMatchedBySeq: a late message's seq loss and its retraction name the
+// conversation and seq only (no message id); with both, the message's verdict is its own
+// delivery. A processor that never takes the seq loss back misses the retraction and shows
+// as delivered and lost at once; one that forgets the flag reports a plain late record.
+func TestSeqGapRetractionIsMatchedBySeq(t *testing.T) {
+	b := book(t, 11)
+	start := time.Unix(2000, 0)
+	late := 0
+	for _, tr := range b.All() {
+		if tr.Class == faults.ClassLateMessage {
+			late++
+		}
+	}
+	require.Positive(t, late, "the book holds late messages")
+	recs := perfect(b, start)
+	retraction := faults.SeqGapRetraction().String()
+	for _, r := range recs {
+		if labelOf(r) == retraction {
+			require.Empty(t, r.MessageID)
+			require.True(t, r.HasSeq)
+			require.Equal(t, imsemconv.ReasonSeqGap, r.Reason)
+		}
+	}
+	v := Validate(b, 11, start, recs)
+	require.True(t, v.Exact(), "%s\n%v", v.Summary(), v.Examples)
+	q, ok := v.Quality(retraction)
+	require.True(t, ok)
+	assert.Equal(t, int64(late), q.TP)
+	assert.Zero(t, v.Confusion["delivered@ack"]["conflicting"])
+
+	var kept, unflagged []Record
+	for _, r := range recs {
+		if labelOf(r) != retraction {
+			kept = append(kept, r)
+			unflagged = append(unflagged, r)
+			continue
+		}
+		r.Retracted = false
+		unflagged = append(unflagged, r)
+	}
+	v = Validate(b, 11, start, kept)
+	q, _ = v.Quality(retraction)
+	assert.Equal(t, int64(late), q.FN)
+	assert.Equal(t, int64(late), v.Confusion["delivered@ack"]["conflicting"], "delivered, and its seq lost for good")
+	v = Validate(b, 11, start, unflagged)
+	q, _ = v.Quality("late@persist")
+	assert.Equal(t, int64(late), q.FP)
+	assert.False(t, v.Exact())
 }

@@ -56,7 +56,8 @@ type Validation struct {
 	// Classes are sorted by label.
 	Classes []ClassQuality `json:"classes"`
 	// Confusion counts messages by expected verdict (rows) and detected verdict (columns):
-	// "none" when no delivered or lost record came, "conflicting" when both did.
+	// "none" when no delivered or lost record came, "conflicting" when both did. A seq gap's
+	// loss that a retraction of the seq takes back is no verdict (see verdictOf).
 	Confusion map[string]map[string]int64 `json:"confusion"`
 	Faults    []FaultQuality              `json:"faults"`
 	// Unmatched counts records that name no planned message; Repeats records that repeat a
@@ -209,12 +210,12 @@ func Validate(book *faults.Book, seed uint64, start time.Time, records []Record)
 		fq.Messages++
 		hits := detected[t.Index]
 		exact := len(hits) == len(t.Labels)
-		expectedPrimary, detectedPrimary := "none", "none"
+		expected := make([]string, len(t.Labels))
+		for i, l := range t.Labels {
+			expected[i] = l.String()
+		}
 		for _, l := range t.Labels {
 			ls := l.String()
-			if l.Primary() {
-				expectedPrimary = ls
-			}
 			c := get(ls)
 			c.Expected++
 			i := slices.IndexFunc(hits, func(h hit) bool { return h.label == ls })
@@ -228,13 +229,6 @@ func Validate(book *faults.Book, seed uint64, start time.Time, records []Record)
 			latencies[ls] = append(latencies[ls], float64(hits[i].at.Sub(start.Add(t.FirstDue)))/float64(time.Millisecond))
 		}
 		for _, h := range hits {
-			if isPrimary(h.label) {
-				if detectedPrimary == "none" {
-					detectedPrimary = h.label
-				} else {
-					detectedPrimary = "conflicting"
-				}
-			}
 			if !slices.ContainsFunc(t.Labels, func(l faults.Label) bool { return l.String() == h.label }) {
 				get(h.label).FP++
 				exact = false
@@ -244,6 +238,7 @@ func Validate(book *faults.Book, seed uint64, start time.Time, records []Record)
 		if exact {
 			fq.Exact++
 		}
+		expectedPrimary, detectedPrimary := verdictOf(expected), verdictOf(hitLabels(hits))
 		row := v.Confusion[expectedPrimary]
 		if row == nil {
 			row = map[string]int64{}
@@ -285,6 +280,30 @@ func labelOf(r Record) string {
 
 func isPrimary(label string) bool {
 	return strings.HasPrefix(label, string(imsemconv.OutcomeDelivered)+"@") || strings.HasPrefix(label, string(imsemconv.OutcomeLost)+"/")
+}
+
+var (
+	seqGapLoss       = faults.SeqGapLoss().String()
+	seqGapRetraction = faults.SeqGapRetraction().String()
+)
+
+// verdictOf is the verdict (delivered or lost label) among a message's labels: "none"
+// without one, "conflicting" with several. A seq gap's loss taken back by the seq's
+// retraction is not one: a late message's seq was reported missing until its late persist
+// came, while the message itself was delivered.
+func verdictOf(labels []string) string {
+	retracted := slices.Contains(labels, seqGapRetraction)
+	verdict := "none"
+	for _, l := range labels {
+		if !isPrimary(l) || retracted && l == seqGapLoss {
+			continue
+		}
+		if verdict != "none" {
+			return "conflicting"
+		}
+		verdict = l
+	}
+	return verdict
 }
 
 // Detections returns, per message index, when the first record of each label reached the

@@ -180,7 +180,9 @@ var deliverySLOs = []string{"delivery-traces", "delivery-logs"}
 
 // sloTruth is what a delivery SLO must count for the truth: one event per verdict (delivered
 // or lost), good when delivered, plus one good event per retraction record (a loss taken
-// back by late acks stamped before the deadline; the event itself was counted as lost).
+// back by late acks stamped before the deadline, or a seq gap's loss taken back by the late
+// persist of that seq; the event itself was counted as lost). So a late message counts two
+// events, its delivery and its seq's loss, and both good: the delivery and the retraction.
 func sloTruth(book *faults.Book) SLOCheck {
 	var want SLOCheck
 	for _, t := range book.All() {

@@ -6,9 +6,12 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
+	"github.com/imcol/imcol/testbed/faults"
 	"github.com/imcol/imcol/testbed/harness"
 	"github.com/imcol/imcol/testbed/sender"
+	"github.com/imcol/imcol/testbed/workload"
 )
 
 // TestCorrectness runs the correctness scenario against the real bin/imcol: every fault
@@ -91,4 +94,27 @@ func TestCheckRequiresEveryBackendToOwnConversations(t *testing.T) {
 	assert.NotContains(t, check(oneSided), "backend b1 "+complaint)
 	missing := &CorrectnessResult{Options: DefaultScaleOut(), Collectors: []CollectorShare{gateway, shared.Collectors[1]}}
 	assert.Contains(t, check(missing), "2 collectors described, want a gateway and 2 backends")
+}
+
+// TestSLOTruthCountsALateMessageTwice: a late message is two events of the delivery SLO (its
+// delivery, and its seq's loss) and two good ones (its delivery, and the retraction of the
+// seq's loss), so with only clean and late messages every event is good.
+func TestSLOTruthCountsALateMessageTwice(t *testing.T) {
+	wc := workload.DefaultConfig()
+	wc.Messages, wc.OfflineShare = 600, 0
+	gen, err := workload.NewGenerator(wc)
+	require.NoError(t, err)
+	book := faults.NewBook()
+	p, err := faults.NewPlanner(gen, faults.Config{Probability: map[faults.Class]float64{faults.ClassLateMessage: 0.5}, Timeouts: ShortTimeouts()}, book)
+	require.NoError(t, err)
+	for {
+		if _, _, ok := p.Next(); !ok {
+			break
+		}
+	}
+	late := book.Counts()[faults.ClassLateMessage]
+	require.Positive(t, late)
+	want := sloTruth(book)
+	assert.Equal(t, book.Len()+late, want.WantEvents)
+	assert.Equal(t, book.Len()+late, want.WantGood)
 }

@@ -141,8 +141,9 @@ const detectionSlack = time.Second
 // Lag runs every fault class with the telemetry made late: some or all services lagged by
 // o.Lag on their way to the collector (timestamps unchanged), or the sink stalled for o.Lag so
 // that the whole pipeline blocks. On event time the verdicts must not change: the truth is
-// the correctness truth (late_events' shift grows by the lag difference to the slowest
-// source), and every loss must be detected within the time model's bound (LatencyCheck).
+// the correctness truth (late_events' and late_message's holds grow by the lag difference
+// to the slowest source), and every loss must be detected within the time model's bound
+// (LatencyCheck).
 func Lag(tb testing.TB, o LagOptions) *LagResult {
 	tb.Helper()
 	ctx := context.Background()

@@ -159,7 +159,7 @@ func writeCorrectness(b *strings.Builder, r *scenarios.CorrectnessResult) {
 func writeThroughput(b *strings.Builder, r *scenarios.ThroughputResult) {
 	o := r.Options
 	b.WriteString("## Settings\n\n")
-	fmt.Fprintf(b, "Steps of %s at %v messages/s; %d export workers; signals %s; every fault class but late_events with probability %g. Each variant runs on a fresh collector with the same seeds, so all get the same load; the variants step in lockstep (step i of each, the order rotating, before step i+1 of any). An IM step lasts until im_loss decided all its messages.\n\n",
+	fmt.Fprintf(b, "Steps of %s at %v messages/s; %d export workers; signals %s; every fault class but late_events and late_message with probability %g. Each variant runs on a fresh collector with the same seeds, so all get the same load; the variants step in lockstep (step i of each, the order rotating, before step i+1 of any). An IM step lasts until im_loss decided all its messages.\n\n",
 		o.StepDuration, o.Rates, o.Workers, o.Signals, o.FaultProbability)
 	if len(o.Scaling) > 0 {
 		fmt.Fprintf(b, "Scaling table: the IM pipeline alone, steps of %s at %v messages/s, once per CPU count %v, each on a fresh collector pinned with `taskset -c` and GOMAXPROCS set to the count.\n\n",
