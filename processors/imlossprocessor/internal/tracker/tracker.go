@@ -137,7 +137,10 @@ const (
 type device struct {
 	id    string
 	flags uint8
-	ack   int32 // its first ack, µs after the message's firstSeen (noTime: unknown)
+	// tag is 8 bits of id's hash: a lookup compares the ids of tagged devices only, not every
+	// device's (each id a cache miss and a byte comparison). It fits the struct's padding.
+	tag uint8
+	ack int32 // its first ack, µs after the message's firstSeen (noTime: unknown)
 }
 
 // noTime marks an unknown event time in message.sendDelta and message.ackDelta.
@@ -258,7 +261,11 @@ type Tracker struct {
 
 	ids   index
 	extra map[*message]*deviceSet
-	due   deadlines
+	// extraMsg and extraSet are the last extra lookup: an event asks for its message's
+	// devices several times (find the device, set its flags, its ack, check completion).
+	extraMsg *message
+	extraSet *deviceSet
+	due      deadlines
 	// Timeline is this tracker's own watermark, used by Apply and Tick. A shard (see
 	// Dispatcher) is given the shared one's in each Stamp instead.
 	Timeline
@@ -406,7 +413,8 @@ func (t *Tracker) route(ev *event.Event, at int64, beforeCrash, released bool) (
 			m.failed |= pastMemory
 		}
 	}
-	if m.seen&evidence == evidence && t.allAcked(m) && t.ackedInTime(m) {
+	// ackedInTime implies allAcked: it counts the acked devices whose ack was in time.
+	if m.seen&evidence == evidence && t.ackedInTime(m) {
 		// Decide as soon as the evidence is complete: send gives the latency, the
 		// message-level push the expected fan-out. A per-device push (an offline push) is
 		// not enough: deciding on the devices seen so far would call the message delivered
@@ -689,21 +697,11 @@ func (t *Tracker) device(m *message, id string) (handle int, ok bool) {
 	if m.dev0 == id {
 		return -1, true
 	}
-	var ds *deviceSet
-	if m.flags&msgHasExtra != 0 {
-		ds = t.extra[m]
-	}
+	ds := t.extraOf(m)
+	tag := t.deviceTag(id)
 	if ds != nil {
-		if ds.index != nil {
-			if i, found := ds.index[id]; found {
-				return int(i), true
-			}
-		} else {
-			for i := range ds.list {
-				if ds.list[i].id == id {
-					return i, true
-				}
-			}
+		if i, found := ds.find(id, tag); found {
+			return i, true
 		}
 	}
 	if 1+ds.len()+1 > t.cfg.MaxDevicesPerMessage {
@@ -711,11 +709,14 @@ func (t *Tracker) device(m *message, id string) (handle int, ok bool) {
 		return 0, false
 	}
 	if ds == nil {
-		ds = &deviceSet{}
+		// Sized for the announced fan-out (bounded: it is input), so a group message's list
+		// is not grown and copied device by device.
+		ds = &deviceSet{list: make([]device, 0, min(max(int(m.fanout)-1, 1), deviceIndexThreshold))}
 		t.extra[m] = ds
+		t.extraMsg, t.extraSet = m, ds
 		m.flags |= msgHasExtra
 	}
-	ds.list = append(ds.list, device{id: id, ack: noTime})
+	ds.list = append(ds.list, device{id: id, tag: tag, ack: noTime})
 	if ds.index != nil {
 		ds.index[id] = int32(len(ds.list) - 1)
 	} else if len(ds.list) > deviceIndexThreshold {
@@ -725,6 +726,32 @@ func (t *Tracker) device(m *message, id string) (handle int, ok bool) {
 		}
 	}
 	return len(ds.list) - 1, true
+}
+
+func (ds *deviceSet) find(id string, tag uint8) (int, bool) {
+	if ds.index != nil {
+		i, found := ds.index[id]
+		return int(i), found
+	}
+	for i := range ds.list {
+		if ds.list[i].tag == tag && ds.list[i].id == id {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+func (t *Tracker) deviceTag(id string) uint8 { return uint8(t.ids.hash(id)) }
+
+// extraOf is m's devices beyond the first, nil when it has none.
+func (t *Tracker) extraOf(m *message) *deviceSet {
+	if m.flags&msgHasExtra == 0 {
+		return nil
+	}
+	if t.extraMsg != m {
+		t.extraMsg, t.extraSet = m, t.extra[m]
+	}
+	return t.extraSet
 }
 
 func (ds *deviceSet) len() int {
@@ -738,7 +765,7 @@ func (t *Tracker) devFlags(m *message, handle int) uint8 {
 	if handle < 0 {
 		return m.flags >> dev0Shift
 	}
-	return t.extra[m].list[handle].flags
+	return t.extraOf(m).list[handle].flags
 }
 
 func (t *Tracker) addDevFlags(m *message, handle int, f uint8) {
@@ -746,7 +773,7 @@ func (t *Tracker) addDevFlags(m *message, handle int, f uint8) {
 		m.flags |= f << dev0Shift
 		return
 	}
-	t.extra[m].list[handle].flags |= f
+	t.extraOf(m).list[handle].flags |= f
 }
 
 // noteDevAck keeps the earliest ack of a device: a repeated ack after the deadline does not
@@ -765,7 +792,7 @@ func (t *Tracker) devAckDelta(m *message, handle int) int32 {
 	if handle < 0 {
 		return m.dev0Ack
 	}
-	return t.extra[m].list[handle].ack
+	return t.extraOf(m).list[handle].ack
 }
 
 func (t *Tracker) setDevAck(m *message, handle int, d int32) {
@@ -773,7 +800,7 @@ func (t *Tracker) setDevAck(m *message, handle int, d int32) {
 		m.dev0Ack = d
 		return
 	}
-	t.extra[m].list[handle].ack = d
+	t.extraOf(m).list[handle].ack = d
 }
 
 // forEachDevice calls fn with every recipient device of m, the first (handle -1) first.
@@ -782,10 +809,7 @@ func (t *Tracker) forEachDevice(m *message, fn func(dv device)) {
 		return
 	}
 	fn(device{id: m.dev0, flags: m.flags >> dev0Shift, ack: m.dev0Ack})
-	if m.flags&msgHasExtra == 0 {
-		return
-	}
-	if ds := t.extra[m]; ds != nil {
+	if ds := t.extraOf(m); ds != nil {
 		for i := range ds.list {
 			fn(ds.list[i])
 		}
@@ -813,17 +837,37 @@ func (t *Tracker) allAcked(m *message) bool {
 	return acked >= expected
 }
 
+// firstDevice is m's first recipient device, ok false when it has none.
+func (m *message) firstDevice() (dv device, ok bool) {
+	return device{id: m.dev0, flags: m.flags >> dev0Shift, ack: m.dev0Ack}, m.flags&msgHasDev0 != 0
+}
+
 // ackedInTime reports whether every expected device acked by m's deadline (event time). A
 // device's ack counts by its own timestamp, whenever it arrived: an ack applied while a later
 // send still stood as the earliest event may be past the deadline the send sets.
+// It is what route asks after every event, so it walks the devices once, without a closure.
 func (t *Tracker) ackedInTime(m *message) bool {
-	expected, _, _ := t.expected(m)
-	inTime := 0
-	t.forEachDevice(m, func(dv device) {
-		if dv.flags&devAcked != 0 && t.ackTime(m, dv) <= t.deadlineOf(m) {
-			inTime++
+	dv, ok := m.firstDevice()
+	if !ok {
+		return false // at least one device must ack
+	}
+	deadline := t.deadlineOf(m)
+	known, inTime := 1, 0
+	if dv.flags&devAcked != 0 && t.ackTime(m, dv) <= deadline {
+		inTime++
+	}
+	if ds := t.extraOf(m); ds != nil {
+		known += len(ds.list)
+		for i := range ds.list {
+			if ds.list[i].flags&devAcked != 0 && t.ackTime(m, ds.list[i]) <= deadline {
+				inTime++
+			}
 		}
-	})
+	}
+	expected := int(m.fanout)
+	if expected == 0 {
+		expected = known
+	}
 	return inTime >= expected
 }
 
@@ -913,16 +957,18 @@ func (t *Tracker) decide(m *message) {
 		t.remove(m)
 		return
 	}
-	if t.allAcked(m) && t.waitsOffline(m) {
+	// Moving to the offline deadline below changes which acks were in time, not which came.
+	allAcked := t.allAcked(m)
+	if allAcked && t.waitsOffline(m) {
 		// Decided on complete evidence before the deadline passed, with acks after
 		// ack_timeout from a recipient that was offline: as expire would have done.
 		t.toOfflineDeadline(m)
 	}
-	if t.allAcked(m) && !t.ackedInTime(m) {
+	if allAcked && !t.ackedInTime(m) {
 		t.ackedTooLate(m)
 		return
 	}
-	if t.allAcked(m) {
+	if allAcked {
 		o := t.base(m, imsemconv.OutcomeDelivered, imsemconv.StageAck, "")
 		send, lastAck := m.sendTime(), m.lastAck()
 		o.End = lastAck
@@ -1097,6 +1143,9 @@ func (t *Tracker) remove(m *message) {
 	t.ids.remove(m)
 	if m.flags&msgHasExtra != 0 {
 		delete(t.extra, m)
+		if t.extraMsg == m {
+			t.extraMsg, t.extraSet = nil, nil
+		}
 	}
 	// Decided: what waited for the deadline is late (or a retraction, or a duplicate) now.
 	t.release(m)
