@@ -26,7 +26,7 @@ func (r *lossRuntime) emitLoop() {
 		if item.detach >= 0 {
 			r.sinkAt(item.detach).detached = true
 		}
-		var outs []tracker.Outcome
+		var outs []*tracker.Outcome
 		outs, next = r.gatherOutcomes(item)
 		if len(outs) > 0 && !r.aborted() {
 			r.emitting(func() { r.emit(outs) })
@@ -49,12 +49,12 @@ func (r *lossRuntime) nextEmit(held *emitItem) (emitItem, bool) {
 // maxEmitBatch bounds the outcome records emitted in one call into the next consumers.
 const maxEmitBatch = 8192
 
-// gatherOutcomes adds to item's outcomes those of the plain items queued behind it (the
+// gatherOutcomes points at item's outcomes and those of the plain items queued behind it (the
 // shards each hand on their own), so the next consumers get one batch instead of one per
 // shard. An item that detaches a sink or waits for its emission ends the batch: it is returned
-// to be handled next, in order.
-func (r *lossRuntime) gatherOutcomes(item emitItem) ([]tracker.Outcome, *emitItem) {
-	outs := item.outcomes
+// to be handled next, in order. Pointers, not copies: an outcome is a few hundred bytes.
+func (r *lossRuntime) gatherOutcomes(item emitItem) ([]*tracker.Outcome, *emitItem) {
+	outs := appendPointers(make([]*tracker.Outcome, 0, len(item.outcomes)), item.outcomes)
 	if item.done != nil {
 		return outs, nil
 	}
@@ -67,12 +67,19 @@ func (r *lossRuntime) gatherOutcomes(item emitItem) ([]tracker.Outcome, *emitIte
 			if more.detach >= 0 || more.done != nil {
 				return outs, &more
 			}
-			outs = append(outs, more.outcomes...)
+			outs = appendPointers(outs, more.outcomes)
 		default:
 			return outs, nil
 		}
 	}
 	return outs, nil
+}
+
+func appendPointers(dst []*tracker.Outcome, outs []tracker.Outcome) []*tracker.Outcome {
+	for i := range outs {
+		dst = append(dst, &outs[i])
+	}
+	return dst
 }
 
 func (r *lossRuntime) sinkAt(i int) *sink {
@@ -89,12 +96,12 @@ func (r *lossRuntime) sinksSnapshot() []*sink {
 
 // emit sends outcomes into the pipelines: every pipeline of each listed signal gets all of
 // them; with an empty outcomes.signals each goes back into the pipeline its message came through.
-func (r *lossRuntime) emit(outs []tracker.Outcome) {
+func (r *lossRuntime) emit(outs []*tracker.Outcome) {
 	sinks := r.sinksSnapshot()
 	if len(r.cfg.Outcomes.Signals) == 0 {
 		per := make(map[uint8][]*tracker.Outcome)
-		for i := range outs {
-			per[outs[i].Sink] = append(per[outs[i].Sink], &outs[i])
+		for _, o := range outs {
+			per[o.Sink] = append(per[o.Sink], o)
 		}
 		for idx, list := range per {
 			if int(idx) < len(sinks) {
@@ -103,14 +110,10 @@ func (r *lossRuntime) emit(outs []tracker.Outcome) {
 		}
 		return
 	}
-	all := make([]*tracker.Outcome, len(outs))
-	for i := range outs {
-		all[i] = &outs[i]
-	}
 	for _, s := range sinks {
 		for _, sig := range r.cfg.Outcomes.Signals {
 			if s.signal == sig {
-				r.send(s, all)
+				r.send(s, outs)
 			}
 		}
 	}
@@ -193,7 +196,7 @@ func (r *lossRuntime) outcomeLogs(outs []*tracker.Outcome, now pcommon.Timestamp
 // putOutcomeAttributes writes the same attributes on spans and log records, so consumers
 // (the SLO connector) can count either. Ids and reasons only, never message content.
 func putOutcomeAttributes(m pcommon.Map, o *tracker.Outcome) {
-	m.EnsureCapacity(8)
+	m.EnsureCapacity(outcomeAttributeCount(o))
 	m.PutStr(imsemconv.AttrOutcome, string(o.Outcome))
 	if o.MessageID != "" {
 		m.PutStr(imsemconv.AttrMessageID, o.MessageID)
@@ -232,6 +235,34 @@ func putOutcomeAttributes(m pcommon.Map, o *tracker.Outcome) {
 			m.PutBool(imsemconv.AttrSeqGapAnomaly, true)
 		}
 	}
+}
+
+// outcomeAttributeCount is how many attributes putOutcomeAttributes writes for o, so the map
+// is allocated once at its size: twice per outcome (span and log record), and copied on by
+// the batch processor.
+func outcomeAttributeCount(o *tracker.Outcome) int {
+	n := 1 + countIf(o.MessageID != "") + countIf(o.ConversationID != "") + countIf(o.DeviceID != "")
+	switch o.Outcome {
+	case imsemconv.OutcomeDelivered:
+		n += countIf(o.HasLatency)
+	case imsemconv.OutcomeLost, imsemconv.OutcomeUntracked:
+		n += 2 + countIf(o.LostDevices > 0)
+	case imsemconv.OutcomeLate:
+		n += 3 + countIf(o.Retracted)
+	case imsemconv.OutcomeDuplicate:
+		n++
+	}
+	if o.HasSeq {
+		n += 2 + countIf(o.Anomaly)
+	}
+	return n
+}
+
+func countIf(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // timestamps gives the outcome span's extent: send (or first sighting) to last ack (or the
