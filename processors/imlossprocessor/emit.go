@@ -27,9 +27,14 @@ func (r *lossRuntime) emitLoop() {
 			r.sinkAt(item.detach).detached = true
 		}
 		var outs []*tracker.Outcome
-		outs, next = r.gatherOutcomes(item)
+		var bufs [][]tracker.Outcome
+		outs, bufs, next = r.gatherOutcomes(item)
 		if len(outs) > 0 && !r.aborted() {
 			r.emitting(func() { r.emit(outs) })
+		}
+		// The records hold copies: the outcomes can be reused.
+		for _, b := range bufs {
+			r.recycleOutcomes(b)
 		}
 		if item.done != nil {
 			close(item.done)
@@ -53,26 +58,29 @@ const maxEmitBatch = 8192
 // shards each hand on their own), so the next consumers get one batch instead of one per
 // shard. An item that detaches a sink or waits for its emission ends the batch: it is returned
 // to be handled next, in order. Pointers, not copies: an outcome is a few hundred bytes.
-func (r *lossRuntime) gatherOutcomes(item emitItem) ([]*tracker.Outcome, *emitItem) {
-	outs := appendPointers(make([]*tracker.Outcome, 0, len(item.outcomes)), item.outcomes)
+// bufs are the items' slices, to recycle once emitted.
+func (r *lossRuntime) gatherOutcomes(item emitItem) (outs []*tracker.Outcome, bufs [][]tracker.Outcome, next *emitItem) {
+	outs = appendPointers(make([]*tracker.Outcome, 0, len(item.outcomes)), item.outcomes)
+	bufs = append(bufs, item.outcomes)
 	if item.done != nil {
-		return outs, nil
+		return outs, bufs, nil
 	}
 	for len(outs) < maxEmitBatch {
 		select {
 		case more, ok := <-r.emitCh:
 			if !ok {
-				return outs, nil
+				return outs, bufs, nil
 			}
 			if more.detach >= 0 || more.done != nil {
-				return outs, &more
+				return outs, bufs, &more
 			}
 			outs = appendPointers(outs, more.outcomes)
+			bufs = append(bufs, more.outcomes)
 		default:
-			return outs, nil
+			return outs, bufs, nil
 		}
 	}
-	return outs, nil
+	return outs, bufs, nil
 }
 
 func appendPointers(dst []*tracker.Outcome, outs []tracker.Outcome) []*tracker.Outcome {

@@ -15,7 +15,10 @@ import (
 func TestOutcomeAttributeCount(t *testing.T) {
 	t.Parallel()
 	ids := tracker.Outcome{MessageID: "m", ConversationID: "c", DeviceID: "d"}
-	seq := func(o tracker.Outcome) tracker.Outcome { o.HasSeq, o.Seq, o.GapSize, o.Anomaly = true, 4, 2, true; return o }
+	seq := func(o tracker.Outcome) tracker.Outcome {
+		o.HasSeq, o.Seq, o.GapSize, o.Anomaly = true, 4, 2, true
+		return o
+	}
 	var cases []tracker.Outcome
 	for _, base := range []tracker.Outcome{{}, ids} {
 		for _, outcome := range imsemconv.Outcomes {

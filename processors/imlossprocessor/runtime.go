@@ -66,8 +66,10 @@ type lossRuntime struct {
 	mu    sync.Mutex // guards sinks (appended while pipelines are built)
 	sinks []*sink
 
-	work     chan workItem
-	emitCh   chan emitItem
+	work   chan workItem
+	emitCh chan emitItem
+	// spare holds outcome slices the emitter is done with, for the shards to reuse.
+	spare    chan []tracker.Outcome
 	stopping chan struct{}
 	loopDone chan struct{}
 	emitDone chan struct{}
@@ -145,6 +147,7 @@ func newLossRuntime(set component.TelemetrySettings, id component.ID, cfg *Confi
 		parts:    make([]*[]shardOp, len(shards)),
 		work:     make(chan workItem, 64),
 		emitCh:   make(chan emitItem, 16),
+		spare:    make(chan []tracker.Outcome, 2*len(shards)+2),
 		stopping: make(chan struct{}),
 		loopDone: make(chan struct{}),
 		emitDone: make(chan struct{}),
@@ -477,8 +480,10 @@ func (r *lossRuntime) flush(tr *tracker.Tracker) {
 	}
 	outs := tr.TakeOutcomes()
 	if len(outs) == 0 {
+		tr.ReuseOutcomes(outs)
 		return
 	}
+	tr.ReuseOutcomes(r.spareOutcomes())
 	r.countOutcomes(ctx, outs)
 	kept := outs[:0]
 	for i := range outs {
@@ -498,6 +503,33 @@ func (r *lossRuntime) flush(tr *tracker.Tracker) {
 	}
 	if len(kept) > 0 {
 		r.handOn(emitItem{outcomes: kept, detach: -1})
+	} else {
+		r.recycleOutcomes(outs)
+	}
+}
+
+// spareOutcomes is an emptied outcome slice to reuse, nil when none is spare.
+func (r *lossRuntime) spareOutcomes() []tracker.Outcome {
+	select {
+	case buf := <-r.spare:
+		return buf
+	default:
+		return nil
+	}
+}
+
+// maxSpareOutcomes bounds the slices kept for reuse: a mass expiry's are let go.
+const maxSpareOutcomes = 1024
+
+// recycleOutcomes keeps outs, whose outcomes were emitted or dropped, for reuse.
+func (r *lossRuntime) recycleOutcomes(outs []tracker.Outcome) {
+	if cap(outs) == 0 || cap(outs) > maxSpareOutcomes {
+		return
+	}
+	clear(outs) // drop the ids, so a spare slice keeps no strings alive
+	select {
+	case r.spare <- outs[:0]:
+	default:
 	}
 }
 

@@ -332,6 +332,15 @@ func (t *Tracker) TakeOutcomes() []Outcome {
 	return out
 }
 
+// ReuseOutcomes hands the tracker an emptied slice TakeOutcomes returned, to append the next
+// outcomes to instead of growing a new one (most of the tracker's allocation otherwise). It
+// keeps the slice it has, if any.
+func (t *Tracker) ReuseOutcomes(buf []Outcome) {
+	if t.out == nil {
+		t.out = buf[:0]
+	}
+}
+
 // TakeCounters returns and resets the counters.
 func (t *Tracker) TakeCounters() Counters {
 	t.counters.Evicted[EvictedSource] += t.TakeEvictedSources()
