@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -73,6 +74,9 @@ func pipelineStream() ([]ptrace.Traces, int) {
 				continue
 			}
 			p.ev.at = time.Duration(p.at) * 10 * time.Microsecond
+			// Each span its own copy of the ids, as the receiver's unmarshalling gives them:
+			// comparing ids then reads both, instead of stopping at equal pointers.
+			p.ev.msg, p.ev.conv, p.ev.dev = strings.Clone(p.ev.msg), strings.Clone(p.ev.conv), strings.Clone(p.ev.dev)
 			evs = append(evs, p.ev)
 		}
 		events += len(evs)
