@@ -365,8 +365,8 @@ func TestLateEventsUnderLag(t *testing.T) {
 		extra time.Duration
 	}{
 		{"none", workload.Lags{}, 0},
-		{"gateway", lagOf(workload.ServiceGateway, 6*time.Second), 0},
-		{"push", lagOf(workload.ServicePush, 6*time.Second), 6 * time.Second},
+		{"gateway", lagOf(workload.ServiceGateway), 0},
+		{"push", lagOf(workload.ServicePush), 6 * time.Second},
 		{"all", workload.AllLagged(workload.Lag{Delay: 6 * time.Second}), 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -396,9 +396,10 @@ func TestLateEventsUnderLag(t *testing.T) {
 	}
 }
 
-func lagOf(s workload.Service, d time.Duration) workload.Lags {
+// lagOf makes service s lag 6s behind the others.
+func lagOf(s workload.Service) workload.Lags {
 	var l workload.Lags
-	l[s] = workload.Lag{Delay: d}
+	l[s] = workload.Lag{Delay: 6 * time.Second}
 	return l
 }
 
@@ -501,8 +502,8 @@ func TestLateMessageHeldPastItsGap(t *testing.T) {
 		lags workload.Lags
 	}{
 		{"none", workload.Lags{}},
-		{"gateway", lagOf(workload.ServiceGateway, 6*time.Second)},
-		{"push", lagOf(workload.ServicePush, 6*time.Second)},
+		{"gateway", lagOf(workload.ServiceGateway)},
+		{"push", lagOf(workload.ServicePush)},
 		{"all", workload.AllLagged(workload.Lag{Delay: 6 * time.Second, Ramp: 3 * time.Second})},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -115,6 +115,6 @@ func TestSLOTruthCountsALateMessageTwice(t *testing.T) {
 	late := book.Counts()[faults.ClassLateMessage]
 	require.Positive(t, late)
 	want := sloTruth(book)
-	assert.Equal(t, book.Len()+late, want.WantEvents)
-	assert.Equal(t, book.Len()+late, want.WantGood)
+	assert.Equal(t, want.WantEvents, book.Len()+late)
+	assert.Equal(t, want.WantGood, book.Len()+late)
 }

@@ -106,8 +106,8 @@ func TestLateSeqRecordKeepsTheGapsKeys(t *testing.T) {
 // confirmed gaps; older ones are forgotten and counted as evictions of decided state.
 func TestConfirmedGapsForgottenAreCounted(t *testing.T) {
 	tr := pastHold(eventTimeConfig())
-	n := int64(seqgapMaxConfirmed + 3)
-	for i := int64(0); i <= n; i++ {
+	const n = seqgapMaxConfirmed + 3
+	for i := range int64(n + 1) {
 		at := t0 + i*2*int64(window)
 		tr.Apply(at, ev(imsemconv.StagePersist, "p", at, seq(2*i), from("tr")))
 		tr.Tick(at)

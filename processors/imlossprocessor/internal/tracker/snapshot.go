@@ -240,10 +240,6 @@ func appendRange(b []byte, r seqgap.Range) []byte {
 	return append(b, r.Sink)
 }
 
-func (r *reader) seqRange() seqgap.Range {
-	return seqgap.Range{Lo: r.varint(), Hi: r.varint(), Deadline: r.varint(), Sink: r.byte()}
-}
-
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
@@ -482,6 +478,10 @@ var errTruncated = errors.New("truncated")
 type reader struct {
 	b   []byte
 	err error
+}
+
+func (r *reader) seqRange() seqgap.Range {
+	return seqgap.Range{Lo: r.varint(), Hi: r.varint(), Deadline: r.varint(), Sink: r.byte()}
 }
 
 func (r *reader) fail(err error) {
