@@ -45,7 +45,7 @@ func (t *Tracker) noteRetractable(m *message) {
 		return
 	}
 	size := max(expected, known)
-	if size > min(t.cfg.MaxDevicesPerMessage, math.MaxUint16) || t.retractDevices+size > t.retractionBudget() {
+	if size > min(t.cfg.MaxDevicesPerMessage, math.MaxUint16) {
 		t.counters.Evicted[EvictedRetraction]++
 		return
 	}
@@ -63,8 +63,14 @@ func byHash(a, b retractDevice) int { return cmp.Compare(a.hash, b.hash) }
 // size is what r counts against the budget: its devices and room for the unknown ones.
 func (r *retraction) size() int { return len(r.devices) + int(r.unknown) }
 
+// addRetraction follows r for message h when its devices fit the budget; a loss that does
+// not fit is not followed, and counted.
 func (t *Tracker) addRetraction(h uint64, r *retraction) {
 	t.dropRetraction(h)
+	if t.retractDevices+r.size() > t.retractionBudget() {
+		t.counters.Evicted[EvictedRetraction]++
+		return
+	}
 	t.retract[h] = r
 	t.retractDevices += r.size()
 }

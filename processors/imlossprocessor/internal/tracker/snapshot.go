@@ -461,14 +461,9 @@ func (t *Tracker) restoreRetractions(r *reader) {
 		slices.SortFunc(rt.devices, byHash)
 		rt.need, rt.unknown = uint16(need), uint16(unknown)
 		d, ok := t.decided[h]
-		if r.err != nil || !ok || d.outcome != decidedLost || need == 0 {
-			continue
+		if r.err == nil && ok && d.outcome == decidedLost && need > 0 {
+			t.addRetraction(h, rt)
 		}
-		if t.retractDevices+rt.size() > t.retractionBudget() {
-			t.counters.Evicted[EvictedRetraction]++
-			continue
-		}
-		t.addRetraction(h, rt)
 	}
 }
 

@@ -814,10 +814,11 @@ func (t *Tracker) setDevAck(m *message, handle int, d int32) {
 
 // forEachDevice calls fn with every recipient device of m, the first (handle -1) first.
 func (t *Tracker) forEachDevice(m *message, fn func(dv device)) {
-	if m.flags&msgHasDev0 == 0 {
+	dv, ok := m.firstDevice()
+	if !ok {
 		return
 	}
-	fn(device{id: m.dev0, flags: m.flags >> dev0Shift, ack: m.dev0Ack})
+	fn(dv)
 	if ds := t.extraOf(m); ds != nil {
 		for i := range ds.list {
 			fn(ds.list[i])
@@ -834,11 +835,15 @@ func (t *Tracker) expected(m *message) (expected, known, acked int) {
 			acked++
 		}
 	})
-	expected = int(m.fanout)
-	if expected == 0 {
-		expected = max(1, known)
+	return expectedOf(m, known), known, acked
+}
+
+// expectedOf is the announced fan-out of m, or else known, the devices seen (at least one).
+func expectedOf(m *message, known int) int {
+	if m.fanout != 0 {
+		return int(m.fanout)
 	}
-	return expected, known, acked
+	return max(1, known)
 }
 
 func (t *Tracker) allAcked(m *message) bool {
@@ -873,11 +878,7 @@ func (t *Tracker) ackedInTime(m *message) bool {
 			}
 		}
 	}
-	expected := int(m.fanout)
-	if expected == 0 {
-		expected = known
-	}
-	return inTime >= expected
+	return inTime >= expectedOf(m, known)
 }
 
 // ackTime is a device's first ack (event time); the message's last when unknown (restored
