@@ -134,7 +134,13 @@ type Options struct {
 	StartTimeout time.Duration
 }
 
-// Start runs the binary and waits for health. Cleanup sends SIGTERM and fails the test unless the
+// StartupSettle is how long Start waits after health: a fresh im_loss distrusts events stamped
+// this soon after its start (they may be a previous instance's; imlossprocessor's
+// StartupUncertainty, which a test there keeps below this), and tests expect verdicts on what
+// they send.
+const StartupSettle = time.Second
+
+// Start runs the binary and waits for health, then StartupSettle. Cleanup sends SIGTERM and fails the test unless the
 // collector exits 0 within 30 s. The collector's output is attached to the test log on failure.
 func Start(tb testing.TB, opts Options) *Process {
 	tb.Helper()
@@ -152,6 +158,7 @@ func Start(tb testing.TB, opts Options) *Process {
 		if err := p.WaitHealthy("http://"+opts.HealthEndpoint+"/", timeout); err != nil {
 			tb.Fatalf("collector not healthy: %v\n%s", err, p.Output())
 		}
+		time.Sleep(StartupSettle)
 	}
 	return p
 }

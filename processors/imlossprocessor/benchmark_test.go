@@ -117,7 +117,8 @@ func BenchmarkConsumeTraces(b *testing.B) {
 
 // startBench starts an im_loss traces processor with cfg.
 func startBench(b *testing.B, cfg *Config) (processor.Traces, *lossRuntime) {
-	f := &factory{shared: newSharedRuntimes(), clock: newFakeClock()}
+	clk := newFakeClock()
+	f := &factory{shared: newSharedRuntimes(), clock: clk}
 	set := processortest.NewNopSettings(metadata.Type)
 	set.TelemetrySettings = componenttest.NewNopTelemetrySettings()
 	p, err := f.processorFactory().CreateTraces(context.Background(), set, cfg, consumertest.NewNop())
@@ -127,6 +128,7 @@ func startBench(b *testing.B, cfg *Config) (processor.Traces, *lossRuntime) {
 	if err = p.Start(context.Background(), componenttest.NewNopHost()); err != nil {
 		b.Fatal(err)
 	}
+	skipStartLead(clk)
 	b.Cleanup(func() { _ = p.Shutdown(context.Background()) })
 	return p, f.shared.m[set.ID].rt
 }

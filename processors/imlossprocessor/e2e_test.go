@@ -430,3 +430,9 @@ func TestEndToEndInjectedFaults(t *testing.T) {
 	require.Len(t, logs, len(want))
 	t.Logf("%d outcome records in each signal, exactly the injected ones", len(want))
 }
+
+// The end-to-end tests wait testcollector.StartupSettle after health before sending what they
+// judge: it must cover the events im_loss distrusts after a fresh start.
+func TestStartupSettleCoversStartupUncertainty(t *testing.T) {
+	require.GreaterOrEqual(t, testcollector.StartupSettle, StartupUncertainty)
+}

@@ -19,13 +19,28 @@ import (
 
 	"github.com/imcol/imcol/components/imsemconv"
 	"github.com/imcol/imcol/processors/imlossprocessor/internal/metadatatest"
+	"github.com/imcol/imcol/processors/imlossprocessor/internal/tracker"
 )
 
-// newFakeClock is a clockwork fake clock at a fixed start, shortly after the events' epoch
-// (telemetry reaches the collector after it happened, spans after they end). Its tickers fire only when a test
-// advances it past their period; tests that need a tick at a known point use forceTick.
+// newFakeClock is a clockwork fake clock at a fixed start, startLead before the events' epoch:
+// im_loss distrusts events stamped before it started (plus tracker.CrashClockSkew) unless it
+// restored an exact snapshot, so the traffic a test judges is stamped after the start.
+// Started components are moved on by startLead with skipStartLead, to shortly after the epoch
+// (telemetry reaches the collector after it happened, spans after they end). Its tickers fire
+// only when a test advances it past their period; tests that need a tick at a known point use
+// forceTick.
 func newFakeClock() *clockwork.FakeClock {
-	return clockwork.NewFakeClockAt(epoch.Add(2 * time.Millisecond))
+	return clockwork.NewFakeClockAt(epoch.Add(2*time.Millisecond - startLead))
+}
+
+const startLead = tracker.CrashClockSkew + 4*time.Millisecond
+
+// skipStartLead moves a clock from newFakeClock on to 2 ms after the events' epoch, once the
+// components using it have started; a clock already past that stays.
+func skipStartLead(clk *clockwork.FakeClock) {
+	if d := epoch.Add(2 * time.Millisecond).Sub(clk.Now()); d > 0 {
+		clk.Advance(d)
+	}
 }
 
 // harness runs one im_loss instance in a traces and a logs pipeline, as the collector would.
@@ -74,6 +89,7 @@ func newHarnessWithHook(t *testing.T, cfg *Config, host component.Host, clk *clo
 	}
 	require.NoError(t, h.traces.Start(context.Background(), host))
 	require.NoError(t, h.logs.Start(context.Background(), host))
+	skipStartLead(clk)
 	return h
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -28,6 +29,9 @@ const (
 	pipelineConvs       = 340
 	pipelineDecidedSize = 2048 // far fewer than the stream's messages: a replay is new messages
 )
+
+// pipelineBase is when the stream's first event happened, 10 s before the collector's clock.
+var pipelineBase = epoch.Add(-10 * time.Second)
 
 // pipelineStream builds the batches of BenchmarkPipeline: each message's events spread over
 // the messages started after it (a lifecycle takes longer than the gap between messages), so
@@ -62,7 +66,7 @@ func pipelineStream() ([]ptrace.Traces, int) {
 	stream = stream[:pipelineBatches*pipelineBatchSpans]
 	// Arrival order is event-time order (stable: a message's events keep theirs).
 	slices.SortStableFunc(stream, func(a, b placed) int { return cmp.Compare(a.at, b.at) })
-	base := epoch.Add(-10 * time.Second)
+	base := pipelineBase
 	out := make([]ptrace.Traces, 0, pipelineBatches)
 	events := 0
 	for b := range pipelineBatches {
@@ -154,7 +158,9 @@ func BenchmarkPipeline(b *testing.B) {
 // startPipelines starts one im_loss instance in a traces and a logs pipeline whose next
 // consumers discard what they get, and returns the traces one.
 func startPipelines(b *testing.B, cfg *Config) (processor.Traces, *lossRuntime) {
-	f := &factory{shared: newSharedRuntimes(), clock: newFakeClock()}
+	// Started before the stream's first event (pipelineBase), which it trusts.
+	clk := clockwork.NewFakeClockAt(pipelineBase.Add(-startLead))
+	f := &factory{shared: newSharedRuntimes(), clock: clk}
 	set := processortest.NewNopSettings(metadata.Type)
 	set.TelemetrySettings = componenttest.NewNopTelemetrySettings()
 	ctx := context.Background()
@@ -172,6 +178,7 @@ func startPipelines(b *testing.B, cfg *Config) (processor.Traces, *lossRuntime) 
 	if err = logs.Start(ctx, componenttest.NewNopHost()); err != nil {
 		b.Fatal(err)
 	}
+	skipStartLead(clk)
 	b.Cleanup(func() {
 		_ = traces.Shutdown(ctx)
 		_ = logs.Shutdown(ctx)

@@ -21,6 +21,7 @@ import (
 	"github.com/imcol/imcol/components/imsemconv"
 	"github.com/imcol/imcol/processors/imlossprocessor/internal/event"
 	"github.com/imcol/imcol/processors/imlossprocessor/internal/metadatatest"
+	"github.com/imcol/imcol/processors/imlossprocessor/internal/tracker"
 )
 
 const (
@@ -316,6 +317,41 @@ func TestRestartWithoutStorageForgetsButInventsNothing(t *testing.T) {
 	assert.Empty(t, outcomeSpans(h2.tsink), "half a lifecycle after a restart is neither delivered nor lost")
 	assertCounter(t, h2.tel, "otelcol_processor_im_loss_unrecognized_events", []metricdata.DataPoint[int64]{
 		{Value: 1, Attributes: attribute.NewSet(attribute.String("reason", "orphan_message"))},
+	}, metricdatatest.IgnoreTimestamp())
+}
+
+// TestRestartWithoutStorageTrustsNoDelayedEvent: without storage the decided memory is gone,
+// so a delayed persist of a message decided before the restart looks like a new message. It
+// is stamped before the start, so it is uncertain: counted, never declared lost. A message
+// begun after the start is judged as usual.
+func TestRestartWithoutStorageTrustsNoDelayedEvent(t *testing.T) {
+	clk := newFakeClock()
+	cfg := defaultCfg()
+	h := newHarness(t, cfg, nil, clk)
+	h.sendSpans( // persist delayed: the message is decided without it
+		lc{stage: send, msg: "m1", conv: "c"},
+		lc{stage: push, msg: "m1", conv: "c", fanout: 1},
+		lc{stage: ack, msg: "m1", conv: "c", dev: "d"},
+	)
+	h.advance(time.Second)
+	require.Len(t, outcomeSpans(h.tsink), 1)
+	h.shutdown()
+
+	clk.Advance(time.Minute)
+	h2 := newHarness(t, cfg, nil, clk)
+	defer h2.shutdown()
+	h2.sendSpans(lc{stage: persist, msg: "m1", conv: "c", seq: 1})
+	after := clk.Now().Add(tracker.CrashClockSkew)
+	require.NoError(t, h2.traces.ConsumeTraces(context.Background(), spansOf(after,
+		lc{stage: send, msg: "m2", conv: "c"}, lc{stage: push, msg: "m2", conv: "c", fanout: 1})))
+	h2.advance(cfg.AckTimeout + 2*tracker.CrashClockSkew)
+	var got []string
+	for _, s := range outcomeSpans(h2.tsink) {
+		got = append(got, attr(s.Attributes(), imsemconv.AttrOutcome)+"/"+attr(s.Attributes(), imsemconv.AttrMessageID))
+	}
+	assert.Equal(t, []string{"lost/m2"}, got, "the delayed persist is no loss; m2, begun after the start, is")
+	assertCounter(t, h2.tel, "otelcol_processor_im_loss_unrecognized_events", []metricdata.DataPoint[int64]{
+		{Value: 1, Attributes: attribute.NewSet(attribute.String("reason", "unjudged_after_restart"))},
 	}, metricdatatest.IgnoreTimestamp())
 }
 

@@ -190,13 +190,14 @@ func (r *lossRuntime) countUnrecognized(ctx context.Context, reason event.Reason
 // start restores saved state (when storage is configured) and starts the goroutines.
 func (r *lossRuntime) start(ctx context.Context, host component.Host) error {
 	r.initCounters(ctx)
+	exact := false
 	if r.cfg.Storage != nil {
 		client, err := storageClient(ctx, host, *r.cfg.Storage, r.id)
 		if err != nil {
 			return err
 		}
 		r.client = client
-		r.restore(ctx)
+		exact = r.restore(ctx)
 		if r.checkpointing() {
 			// Rewrite what was restored as a checkpoint right away: a crash before the first
 			// periodic one must neither forget it nor bring it back as exact.
@@ -204,6 +205,13 @@ func (r *lossRuntime) start(ctx context.Context, host component.Host) error {
 				r.logger.Warn("Cannot write the first checkpoint", zap.Error(err))
 			}
 		}
+	}
+	if !exact {
+		// Nothing (or only a checkpoint) was restored: a previous instance may have applied
+		// and decided messages whose delayed events arrive now, a send, persist or push that
+		// would start a new message and be declared lost. Events stamped before the start are
+		// uncertain, as after a crash (a first start pays the same: it cannot tell).
+		r.disp.DistrustEventsBefore(r.now())
 	}
 	for _, sig := range r.cfg.Outcomes.Signals {
 		if !r.hasSink(sig) {

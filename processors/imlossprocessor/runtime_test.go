@@ -42,10 +42,12 @@ func TestShutdownPastItsDeadlineStillStopsEverything(t *testing.T) {
 		return ctx.Err()
 	})
 	require.NoError(t, err)
-	f := &factory{shared: newSharedRuntimes(), clock: newFakeClock()}
+	clk := newFakeClock()
+	f := &factory{shared: newSharedRuntimes(), clock: clk}
 	p, err := f.processorFactory().CreateLogs(context.Background(), processortest.NewNopSettings(f.processorFactory().Type()), cfg, blocked)
 	require.NoError(t, err)
 	require.NoError(t, p.Start(context.Background(), host))
+	skipStartLead(clk)
 	rt := onlyRuntime(t, f)
 
 	// A complete lifecycle is decided at once; its outcome record blocks in the next consumer,
@@ -96,6 +98,7 @@ func TestWallClockStepExpiresNothing(t *testing.T) {
 	p, err := f.processorFactory().CreateLogs(context.Background(), processortest.NewNopSettings(f.processorFactory().Type()), cfg, sink)
 	require.NoError(t, err)
 	require.NoError(t, p.Start(context.Background(), componenttest.NewNopHost()))
+	skipStartLead(clk.FakeClock)
 	defer func() { require.NoError(t, p.Shutdown(context.Background())) }()
 	rt := onlyRuntime(t, f)
 
@@ -172,6 +175,7 @@ func TestStuckExporterKeepsSourcesAndCap(t *testing.T) {
 	p, err := f.processorFactory().CreateLogs(context.Background(), metadatatest.NewSettings(tel), cfg, blocked)
 	require.NoError(t, err)
 	require.NoError(t, p.Start(context.Background(), componenttest.NewNopHost()))
+	skipStartLead(clk)
 	defer func() { require.NoError(t, p.Shutdown(context.Background())) }()
 	rt := onlyRuntime(t, f)
 	forced := func() []metricdata.DataPoint[int64] {

@@ -44,21 +44,22 @@ func chunkKey(i int) string { return storageChunkPrefix + strconv.Itoa(i) }
 // restore loads the saved state into the (not yet running) tracker. Without checkpoints
 // the saved copy is deleted, so a crash later cannot resurrect stale state; with them, start
 // overwrites it with a checkpoint at once. A corrupt snapshot is logged, not fatal: the cost
-// is the same as a restart without storage.
-func (r *lossRuntime) restore(ctx context.Context) {
+// is the same as a restart without storage. It reports whether the state restored is exact
+// (a complete final snapshot).
+func (r *lossRuntime) restore(ctx context.Context) (exact bool) {
 	meta, err := r.client.Get(ctx, storageMetaKey)
 	if err != nil {
 		r.logger.Warn("Cannot read saved in-flight state", zap.Error(err))
-		return
+		return false
 	}
 	if meta == nil {
-		return
+		return false
 	}
 	n, k := binary.Uvarint(meta)
 	if k <= 0 || n > maxStorageChunks {
 		r.logger.Warn("Ignoring corrupt saved in-flight state")
 		r.deleteSaved(ctx, 0)
-		return
+		return false
 	}
 	r.savedChunks = int(n)
 	ops := make([]*storage.Operation, int(n))
@@ -67,7 +68,7 @@ func (r *lossRuntime) restore(ctx context.Context) {
 	}
 	if err = r.client.Batch(ctx, ops...); err != nil {
 		r.logger.Warn("Cannot read saved in-flight state", zap.Error(err))
-		return
+		return false
 	}
 	var data []byte
 	for _, op := range ops {
@@ -95,6 +96,7 @@ func (r *lossRuntime) restore(ctx context.Context) {
 		r.flush(s.tr) // restoring into smaller limits may have evicted
 		s.tracked.Store(int64(s.tr.Len()))
 	}
+	return err == nil && st.Kind == tracker.Final
 }
 
 func (r *lossRuntime) deleteSaved(ctx context.Context, chunks int) {

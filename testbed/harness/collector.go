@@ -108,6 +108,9 @@ func StartCollector(tb testing.TB, spec Spec) *Collector {
 		c.allocate(filepath.Join(dir, fmt.Sprint("storage-", attempt)))
 		err := c.launch()
 		if err == nil {
+			// A fresh im_loss distrusts events stamped this soon after its start (they may
+			// be a previous instance's), and the scenarios' truth expects every verdict.
+			time.Sleep(testcollector.StartupSettle)
 			return c
 		}
 		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {

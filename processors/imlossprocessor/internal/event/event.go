@@ -67,8 +67,9 @@ const (
 	ReasonOrphan                Reason = "orphan_message"
 	ReasonTooManyDevices        Reason = "too_many_devices"
 	// ReasonUnjudgedAfterRestart counts messages whose deadline passed incomplete but whose
-	// missing events may have been applied before a crash and lost with it (restored from a
-	// checkpoint, or with events stamped before the restart): neither delivered nor lost.
+	// missing events may have been applied by a previous instance and lost with it (restored
+	// from a checkpoint, or with events stamped before a start that restored no exact
+	// snapshot): neither delivered nor lost.
 	ReasonUnjudgedAfterRestart Reason = "unjudged_after_restart"
 	// ReasonUnjudgedPastMemory counts late messages whose deadline passed incomplete but that
 	// may be messages decided and forgotten by the decided memory (decided_cache_size):
