@@ -274,6 +274,15 @@ func catalogueScenarios() []scenario {
 			wantLabels: map[string]string{"job": "imcol", "severity": "warning"},
 		},
 		{
+			alert: "IMLossDecidedMemoryShort", res: imcol, scope: promReceiverScope,
+			badFrom: 4, goodFrom: 50, horizon: 56,
+			points: func(i int, p phases) []point {
+				return []point{{name: "otelcol_processor_im_loss_decided_memory_reach_milliseconds", kind: kindGauge,
+					value: p.pick(i, 300000, 40000)}}
+			},
+			wantLabels: map[string]string{"job": "imcol", "severity": "warning"},
+		},
+		{
 			alert: "IMDeliveryLatencyP99High", res: imcol, scope: promReceiverScope,
 			badFrom: 4, goodFrom: 50, horizon: 80,
 			points: func(i int, p phases) []point {

@@ -484,3 +484,30 @@ func TestShardsSplitTheLimits(t *testing.T) {
 		{Value: int64(10 - tracked), Attributes: attribute.NewSet(attribute.String("state", "message"))},
 	}, metricdatatest.IgnoreTimestamp())
 }
+
+// TestDecidedMemoryReachGauge: once the decided memory forgets a message, the gauge says how
+// far before the watermark it still reaches: from the forgotten message's deadline.
+func TestDecidedMemoryReachGauge(t *testing.T) {
+	cfg := defaultCfg()
+	cfg.DecidedCacheSize, cfg.Shards = 1, 1
+	h := newHarness(t, cfg, nil, nil)
+	defer h.shutdown()
+	delivered := func(msg string) {
+		h.sendSpans(lc{stage: send, msg: msg, conv: "c"}, lc{stage: push, msg: msg, conv: "c", fanout: 1},
+			lc{stage: ack, msg: msg, conv: "c", dev: "d"})
+	}
+	delivered("m1")
+	h.advance(time.Second)
+	_, err := h.tel.GetMetric("otelcol_processor_im_loss_decided_memory_reach")
+	require.Error(t, err, "nothing forgotten, nothing to report")
+
+	delivered("m2") // the memory holds one: m1, due ack_timeout after its send, is forgotten
+	h.advance(time.Minute)
+	got, err := h.tel.GetMetric("otelcol_processor_im_loss_decided_memory_reach")
+	require.NoError(t, err)
+	gauge, ok := got.Data.(metricdata.Gauge[int64])
+	require.True(t, ok)
+	require.Len(t, gauge.DataPoints, 1)
+	// Verdicts reach the clock (max_source_lag 1 ns): 1 min 1 s after m1's send, 31 s after its deadline.
+	assert.InDelta(t, (time.Minute + time.Second - cfg.AckTimeout).Milliseconds(), gauge.DataPoints[0].Value, 5)
+}

@@ -17,6 +17,8 @@ type shard struct {
 	done chan struct{}
 	// tracked is the shard's messages in flight after its last work, for the gauge.
 	tracked atomic.Int64
+	// forgottenUpTo is its tracker's ForgottenUpTo after its last work, for the gauge.
+	forgottenUpTo atomic.Int64
 }
 
 // shardOp is one event for a shard: for its message (route), its conversation's seq (seq), or both.
@@ -77,6 +79,16 @@ func (r *lossRuntime) trackers() []*tracker.Tracker {
 	return out
 }
 
+// forgottenUpTo is the latest deadline any shard's decided memory forgot (0: none), as of
+// their last work: the shortest reach of them all.
+func (r *lossRuntime) forgottenUpTo() int64 {
+	n := int64(0)
+	for _, s := range r.shards {
+		n = max(n, s.forgottenUpTo.Load())
+	}
+	return n
+}
+
 // tracked is the messages in flight over every shard, as of their last work.
 func (r *lossRuntime) tracked() int {
 	n := int64(0)
@@ -103,6 +115,7 @@ func (r *lossRuntime) shardLoop(s *shard) {
 		}
 		r.flush(s.tr)
 		s.tracked.Store(int64(s.tr.Len()))
+		s.forgottenUpTo.Store(s.tr.ForgottenUpTo())
 		if w.done != nil {
 			w.done.Done()
 		}

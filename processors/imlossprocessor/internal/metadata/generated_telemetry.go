@@ -27,6 +27,7 @@ type TelemetryBuilder struct {
 	mu                                sync.Mutex
 	registrations                     []metric.Registration
 	ProcessorImLossActiveSources      metric.Int64Gauge
+	ProcessorImLossDecidedMemoryReach metric.Int64Gauge
 	ProcessorImLossDeliveryLatency    metric.Float64Histogram
 	ProcessorImLossEvictions          metric.Int64Counter
 	ProcessorImLossForcedDecisions    metric.Int64Counter
@@ -70,6 +71,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_processor_im_loss_active_sources",
 		metric.WithDescription("Telemetry sources (service.name and service.instance.id) holding the watermark, heard within source_idle_timeout or in a pipeline silent as a whole. [Development]"),
 		metric.WithUnit("{source}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ProcessorImLossDecidedMemoryReach, err = builder.meter.Int64Gauge(
+		"otelcol_processor_im_loss_decided_memory_reach",
+		metric.WithDescription("How far back from the deadlines verdicts have reached (the watermark, or the max_source_lag cap) the memory of decided messages (decided_cache_size) reaches, once it has forgotten one; late events of messages due earlier are not recognised (counted as unjudged_past_memory). Keep it above source_idle_timeout plus ack_timeout. [Development]"),
+		metric.WithUnit("ms"),
 	)
 	errs = errors.Join(errs, err)
 	builder.ProcessorImLossDeliveryLatency, err = builder.meter.Float64Histogram(

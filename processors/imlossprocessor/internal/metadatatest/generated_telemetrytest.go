@@ -35,6 +35,20 @@ func AssertEqualProcessorImLossActiveSources(t *testing.T, tt *componenttest.Tel
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }
 
+func AssertEqualProcessorImLossDecidedMemoryReach(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_processor_im_loss_decided_memory_reach",
+		Description: "How far back from the deadlines verdicts have reached (the watermark, or the max_source_lag cap) the memory of decided messages (decided_cache_size) reaches, once it has forgotten one; late events of messages due earlier are not recognised (counted as unjudged_past_memory). Keep it above source_idle_timeout plus ack_timeout. [Development]",
+		Unit:        "ms",
+		Data: metricdata.Gauge[int64]{
+			DataPoints: dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_processor_im_loss_decided_memory_reach")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
 func AssertEqualProcessorImLossDeliveryLatency(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.HistogramDataPoint[float64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_processor_im_loss_delivery_latency",

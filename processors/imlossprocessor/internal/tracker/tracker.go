@@ -1161,6 +1161,10 @@ func (t *Tracker) remove(m *message) {
 	t.release(m)
 }
 
+// ForgottenUpTo is the latest deadline of a decided message the decided memory forgot (0:
+// none yet): late events of messages due no later are not recognised.
+func (t *Tracker) ForgottenUpTo() int64 { return t.forgottenUpTo }
+
 // remember keeps a bounded memory of decisions so late events and late duplicates are
 // recognised instead of starting a new message.
 func (t *Tracker) remember(m *message, d decided) {
