@@ -95,6 +95,34 @@ func TestRestoreReadsVersion1(t *testing.T) {
 	assert.Equal(t, imsemconv.OutcomeDelivered, out[0].Outcome)
 }
 
+// TestUncertainMessageWithoutFanoutIsNotDelivered: after a restart without an exact
+// snapshot, a message whose fan-out-bearing push went to the previous instance shows only its
+// per-device (offline) push, deliver and ack here: every device seen acked, but how many were
+// expected is unknown, so it is neither delivered nor lost. Begun after the restart, the same
+// events are delivered on the devices seen.
+func TestUncertainMessageWithoutFanoutIsNotDelivered(t *testing.T) {
+	restartAt := t0 + int64(time.Minute)
+	tr := New(testConfig())
+	tr.DistrustEventsBefore(restartAt)
+	after := restartAt + int64(CrashClockSkew)
+	for _, m := range []struct {
+		id string
+		at int64
+	}{{"before", restartAt - int64(time.Second)}, {"after", after}} {
+		tr.Apply(restartAt, ev(imsemconv.StageSend, m.id, m.at))
+		tr.Apply(restartAt, ev(imsemconv.StagePush, m.id, m.at+10*ms, dev("d2"), offline()))
+		tr.Apply(restartAt, ev(imsemconv.StageDeliver, m.id, m.at+20*ms, dev("d2")))
+		tr.Apply(restartAt, ev(imsemconv.StageAck, m.id, m.at+30*ms, dev("d2")))
+	}
+	tr.Tick(after + int64(offTO) + sec)
+	out := tr.TakeOutcomes()
+	require.Len(t, out, 1)
+	assert.Equal(t, "after", out[0].MessageID)
+	assert.Equal(t, imsemconv.OutcomeDelivered, out[0].Outcome)
+	assert.Equal(t, int64(1), tr.TakeCounters().Unjudged)
+	assert.Equal(t, 0, tr.Len())
+}
+
 // TestCheckpointRestoreNeverJudgesLost: after a crash, the events applied between the
 // checkpoint and the crash are gone. A restored message may have been acked then, and a seq
 // seen then would look missing, so neither may turn into a loss.

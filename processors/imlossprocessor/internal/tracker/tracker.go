@@ -969,6 +969,13 @@ func (t *Tracker) decide(m *message) {
 	}
 	// Moving to the offline deadline below changes which acks were in time, not which came.
 	allAcked := t.allAcked(m)
+	if allAcked && m.fanout == 0 && m.seen&seenUncertain != 0 {
+		// Every device seen acked, but the push that says how many to expect may have been
+		// applied before a restart and lost with it: "delivered" would be a guess.
+		t.counters.Unjudged++
+		t.remove(m)
+		return
+	}
 	if allAcked && t.waitsOffline(m) {
 		// Decided on complete evidence before the deadline passed, with acks after
 		// ack_timeout from a recipient that was offline: as expire would have done.
