@@ -1,12 +1,14 @@
 package scenarios
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/imcol/imcol/components/imsemconv"
+	"github.com/imcol/imcol/testbed/configs"
 	"github.com/imcol/imcol/testbed/faults"
 	"github.com/imcol/imcol/testbed/harness"
 	"github.com/imcol/imcol/testbed/sender"
@@ -21,7 +23,16 @@ const (
 	RestartGraceful RestartMode = "graceful"
 	// RestartCrash sends SIGKILL: only what im_loss had saved before survives.
 	RestartCrash RestartMode = "crash"
+	// RestartNoStorage sends SIGTERM to a collector whose im_loss has no storage: everything
+	// in flight is forgotten, and the restarted one cannot tell the restart from a first start.
+	RestartNoStorage RestartMode = "no-storage"
 )
+
+// RestartModes are the restart scenario's modes, in the order imbench runs them.
+var RestartModes = []RestartMode{RestartGraceful, RestartCrash, RestartNoStorage}
+
+// storageLine is how the restart config hands im_loss its storage (RestartNoStorage removes it).
+const storageLine = "    storage: file_storage\n"
 
 // RestartOptions configure the restart scenario.
 type RestartOptions struct {
@@ -38,13 +49,21 @@ type RestartOptions struct {
 	// At is the share of the messages started when the collector goes down.
 	At       float64
 	Timeouts faults.Timeouts
+	// Lags delay services' telemetry (timestamps unchanged): events of messages decided
+	// before the restart then arrive after it.
+	Lags     workload.Lags
 	Deadline time.Duration
 }
 
 // DefaultRestart restarts a third of the way through a 30 s stream. ack_timeout (15 s) is
-// far longer than the downtime, so no message is due while the collector is away.
+// far longer than the downtime, so no message is due while the collector is away. The
+// persists (im-transfer) lag 2 s: a message is decided on its send, push and acks, so the
+// persists of the last 2 s before the restart come after it, for messages decided before.
 func DefaultRestart(mode RestartMode) RestartOptions {
+	var lags workload.Lags
+	lags[workload.ServiceTransfer] = workload.Lag{Delay: 2 * time.Second, Ramp: 2 * time.Second}
 	return RestartOptions{
+		Lags: lags,
 		Mode: mode, Messages: 6000, Rate: 200, Seed: 3000, FaultProbability: 0.01, At: 1.0 / 3,
 		Timeouts: eventTime(faults.Timeouts{
 			AckTimeout: 15 * time.Second, OfflineTimeout: 30 * time.Second, ReorderWindow: 10 * time.Second,
@@ -67,6 +86,8 @@ type RestartResult struct {
 	Undecided int64 `json:"undecided"`
 	// Downtime is from the stop to the restarted collector being healthy.
 	Downtime string `json:"downtime"`
+	// Lags are the services' lags (RestartOptions.Lags).
+	Lags string `json:"lags"`
 }
 
 // Restart takes the collector down mid-stream and brings it back on the same ports and
@@ -74,7 +95,7 @@ type RestartResult struct {
 func Restart(tb testing.TB, o RestartOptions) *RestartResult {
 	tb.Helper()
 	ctx := context.Background()
-	sink, col := startSinkAndCollector(tb, "restart-"+string(o.Mode), "restart", timeoutEnv(o.Timeouts), harness.SinkOptions{KeepRecords: true})
+	sink, col := startRestartCollector(tb, o)
 	wc := workload.DefaultConfig()
 	wc.Seed, wc.Messages, wc.Rate = o.Seed, o.Messages, o.Rate
 	wc.OfflineReconnectMin, wc.OfflineReconnectMax = offlineReconnect(o.Timeouts)
@@ -85,7 +106,7 @@ func Restart(tb testing.TB, o RestartOptions) *RestartResult {
 		}
 	}
 	lr := startLoad(ctx, tb, Load{
-		Workload: wc, Faults: probs, Timeouts: o.Timeouts,
+		Workload: wc, Faults: probs, Timeouts: o.Timeouts, Lags: o.Lags,
 		Sender: sender.Config{Endpoint: col.Endpoints.OTLPGRPC, Workers: 1, RetryTimeout: 2 * time.Minute},
 	})
 	wctx, cancel := context.WithTimeout(ctx, o.Deadline)
@@ -103,7 +124,7 @@ func Restart(tb testing.TB, o RestartOptions) *RestartResult {
 		}
 	}
 	col.Restart()
-	res := &RestartResult{Mode: o.Mode, Downtime: time.Since(down).Round(time.Millisecond).String()}
+	res := &RestartResult{Mode: o.Mode, Lags: o.Lags.String(), Downtime: time.Since(down).Round(time.Millisecond).String()}
 	stats, err := lr.run.Wait()
 	if err != nil {
 		tb.Fatalf("restart: load: %v", err)
@@ -126,6 +147,31 @@ func Restart(tb testing.TB, o RestartOptions) *RestartResult {
 	}
 	tb.Logf("restart %s: downtime %s, %d false losses, %d undecided;\n%s", o.Mode, res.Downtime, res.FalseLosses, res.Undecided, res.Validations.Summary())
 	return res
+}
+
+// startRestartCollector starts the sink and the collector of the restart scenario: the
+// restart config, without im_loss's storage in RestartNoStorage.
+func startRestartCollector(tb testing.TB, o RestartOptions) (*harness.Sink, *harness.Collector) {
+	tb.Helper()
+	sink, err := harness.NewSink("127.0.0.1:0", harness.SinkOptions{KeepRecords: true})
+	if err != nil {
+		tb.Fatalf("%v", err)
+	}
+	tb.Cleanup(sink.Stop)
+	cfg, err := configs.Get("restart")
+	if err != nil {
+		tb.Fatalf("%v", err)
+	}
+	if o.Mode == RestartNoStorage {
+		if !bytes.Contains(cfg, []byte(storageLine)) {
+			tb.Fatalf("restart config: no %q to remove", storageLine)
+		}
+		cfg = bytes.Replace(cfg, []byte(storageLine), nil, 1)
+	}
+	col := harness.StartCollector(tb, harness.Spec{
+		Name: "restart-" + string(o.Mode), Env: timeoutEnv(o.Timeouts), Config: cfg, Sink: sink.Endpoint(),
+	})
+	return sink, col
 }
 
 // OutageOptions configure the backend-outage scenario.

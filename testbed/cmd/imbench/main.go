@@ -237,7 +237,7 @@ func runScenario(tb testing.TB, name string, o options) any {
 		return scenarios.Memory(tb, m)
 	case "restart":
 		var out []*scenarios.RestartResult
-		for _, mode := range []scenarios.RestartMode{scenarios.RestartGraceful, scenarios.RestartCrash} {
+		for _, mode := range scenarios.RestartModes {
 			r := scenarios.DefaultRestart(mode)
 			if o.quick {
 				r.Messages = 3000
