@@ -30,7 +30,7 @@ func (r *lossRuntime) emitLoop() {
 		var bufs [][]tracker.Outcome
 		outs, bufs, next = r.gatherOutcomes(item)
 		if len(outs) > 0 && !r.aborted() {
-			r.emitting(func() { r.emit(outs) })
+			_ = r.watched(func() error { r.emit(outs); return nil })
 		}
 		// The records hold copies: the outcomes can be reused.
 		for _, b := range bufs {

@@ -13,6 +13,8 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/extension/xextension/storage"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
@@ -78,12 +80,12 @@ type lossRuntime struct {
 	// started anchors the tracker's notion of now: started's wall time plus the monotonic time
 	// since, so a wall-clock step (NTP) moves nothing.
 	started time.Time
-	// emitSince (ns since started plus one, 0 when idle) marks the call into the next
-	// consumers in progress; stuckSince (same encoding) the start of the earliest call since
-	// the loop last looked that took longer than a tick: a blocked exporter, which
-	// back-pressures the receivers too (see pipelineStuck). Written by the emitter, read by
-	// the loop.
-	emitSince  atomic.Int64
+	// inCall holds the start (ns since started plus one; 0: free) of each call into the next
+	// consumers in progress, the emitter's outcome records and the lifecycle data passed on
+	// (see watched); stuckSince (same encoding) the start of the first call since the loop last
+	// looked that took longer than a tick: a blocked exporter, which back-pressures the
+	// receivers too (see pipelineStuck). Written by the callers, read by the loop.
+	inCall     [callSlots]atomic.Int64
 	stuckSince atomic.Int64
 
 	// abort is closed when shutdown's deadline passes: whatever blocks on the next consumers
@@ -314,29 +316,73 @@ func (r *lossRuntime) now() int64 {
 	return r.started.UnixNano() + int64(r.clock.Since(r.started))
 }
 
-// emitting brackets one call into the next consumers (see emitSince). A call normally
-// returns within microseconds; one that takes longer than a tick waited for the pipeline.
-func (r *lossRuntime) emitting(call func()) {
+// callSlots bounds the calls into the next consumers whose start the loop sees while they
+// are in progress (the receivers' concurrent requests, and the emitter); a call beyond them
+// is still seen once it returns.
+const callSlots = 64
+
+// watched brackets one call into the next consumers (see inCall). A call normally returns
+// within milliseconds; one that takes longer than a tick waited for the pipeline. Lifecycle
+// data passed on counts as much as outcome records: a pipeline blocked while im_loss has
+// nothing to emit (nothing arrives, so nothing is decided) silences the sources just as well.
+func (r *lossRuntime) watched(call func() error) error {
 	mark := int64(r.clock.Since(r.started)) + 1
-	r.emitSince.Store(mark)
-	call()
+	slot := -1
+	for i := range r.inCall {
+		if r.inCall[i].CompareAndSwap(0, mark) {
+			slot = i
+			break
+		}
+	}
+	err := call()
 	if r.clock.Since(r.started)-time.Duration(mark-1) > r.cfg.TickInterval {
 		r.stuckSince.CompareAndSwap(0, mark)
 	}
-	r.emitSince.Store(0)
+	if slot >= 0 {
+		r.inCall[slot].Store(0)
+	}
+	return err
 }
 
 // pipelineStuck reports whether the next consumers are, or were since the last call, stuck
-// taking outcome records, and since when (collector time).
+// taking outcome records or lifecycle data, and since when (collector time).
 func (r *lossRuntime) pipelineStuck() (since int64, stuck bool) {
 	first := r.stuckSince.Swap(0)
-	if mark := r.emitSince.Load(); mark != 0 && r.clock.Since(r.started)-time.Duration(mark-1) > r.cfg.TickInterval && (first == 0 || mark < first) {
-		first = mark
+	elapsed := r.clock.Since(r.started)
+	for i := range r.inCall {
+		if mark := r.inCall[i].Load(); mark != 0 && elapsed-time.Duration(mark-1) > r.cfg.TickInterval && (first == 0 || mark < first) {
+			first = mark
+		}
 	}
 	if first == 0 {
 		return 0, false
 	}
 	return r.started.UnixNano() + first - 1, true
+}
+
+// busy reports whether a call into the next consumers is in progress.
+func (r *lossRuntime) busy() bool {
+	for i := range r.inCall {
+		if r.inCall[i].Load() != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// watchTraces and watchLogs bracket the lifecycle data passed on to next (see watched).
+func (r *lossRuntime) watchTraces(next consumer.Traces) consumer.Traces {
+	c, _ := consumer.NewTraces(func(ctx context.Context, td ptrace.Traces) error {
+		return r.watched(func() error { return next.ConsumeTraces(ctx, td) })
+	}, consumer.WithCapabilities(next.Capabilities()))
+	return c
+}
+
+func (r *lossRuntime) watchLogs(next consumer.Logs) consumer.Logs {
+	c, _ := consumer.NewLogs(func(ctx context.Context, ld plog.Logs) error {
+		return r.watched(func() error { return next.ConsumeLogs(ctx, ld) })
+	}, consumer.WithCapabilities(next.Capabilities()))
+	return c
 }
 
 // submit hands events to the loop. With wantDuplicates it waits for the verdict and

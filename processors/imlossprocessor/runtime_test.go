@@ -3,6 +3,7 @@ package imlossprocessor
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -191,12 +192,71 @@ func TestStuckExporterKeepsSourcesAndCap(t *testing.T) {
 		clk.Advance(time.Second) // a minute stuck, the loop ticking on
 	}
 	close(unblock)
-	require.Eventually(t, func() bool { return rt.emitSince.Load() == 0 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return !rt.busy() }, 5*time.Second, time.Millisecond)
 	rt.forceTick()
 	assertCounter(t, tel, "otelcol_processor_im_loss_forced_decisions", nil, metricdatatest.IgnoreTimestamp())
 	clk.Advance(cfg.MaxSourceLag)
 	rt.forceTick()
 	assertCounter(t, tel, "otelcol_processor_im_loss_forced_decisions", forced(), metricdatatest.IgnoreTimestamp())
+}
+
+// TestBlockedPipelineWithNothingToEmitKeepsTheCap: the next consumer blocks on the lifecycle
+// data passed on while im_loss has decided nothing, so it emits nothing: the block is seen on
+// the data's own call, and the cap starts again from its end, as for a stuck emitter.
+func TestBlockedPipelineWithNothingToEmitKeepsTheCap(t *testing.T) {
+	clk := newFakeClock()
+	cfg := defaultCfg()
+	cfg.MaxSourceLag, cfg.SourceIdleTimeout = 10*time.Second, 5*time.Second
+	entered, unblock := make(chan struct{}, 1), make(chan struct{})
+	blocking := atomic.Bool{}
+	blocked, err := consumer.NewLogs(func(_ context.Context, ld plog.Logs) error {
+		if blocking.Load() && len(outcomeLogsOf(ld)) == 0 {
+			entered <- struct{}{}
+			<-unblock
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	tel := componenttest.NewTelemetry()
+	defer func() { require.NoError(t, tel.Shutdown(context.Background())) }()
+	f := &factory{shared: newSharedRuntimes(), clock: clk}
+	p, err := f.processorFactory().CreateLogs(context.Background(), metadatatest.NewSettings(tel), cfg, blocked)
+	require.NoError(t, err)
+	require.NoError(t, p.Start(context.Background(), componenttest.NewNopHost()))
+	skipStartLead(clk)
+	defer func() { require.NoError(t, p.Shutdown(context.Background())) }()
+	rt := onlyRuntime(t, f)
+
+	require.NoError(t, p.ConsumeLogs(context.Background(), logsOf(time.Time{},
+		lc{stage: send, msg: "inflight", conv: "c"}, lc{stage: push, msg: "inflight", conv: "c", fanout: 1})))
+	rt.forceTick()
+	blocking.Store(true)
+	passed := make(chan error, 1)
+	go func() {
+		passed <- p.ConsumeLogs(context.Background(), logsOf(time.Time{}, lc{stage: deliver, msg: "inflight", conv: "c", dev: "d"}))
+	}()
+	<-entered // the deliver is applied; passing it on blocks
+	unblocked := false
+	defer func() {
+		if !unblocked {
+			close(unblock)
+		}
+	}()
+	for range 60 {
+		clk.Advance(time.Second) // a minute blocked, the loop ticking on
+	}
+	rt.forceTick()
+	assertCounter(t, tel, "otelcol_processor_im_loss_forced_decisions", nil, metricdatatest.IgnoreTimestamp())
+	close(unblock)
+	unblocked = true
+	require.NoError(t, <-passed)
+	rt.forceTick()
+	assertCounter(t, tel, "otelcol_processor_im_loss_forced_decisions", nil, metricdatatest.IgnoreTimestamp())
+	clk.Advance(cfg.MaxSourceLag)
+	rt.forceTick()
+	assertCounter(t, tel, "otelcol_processor_im_loss_forced_decisions", []metricdata.DataPoint[int64]{
+		{Value: 1, Attributes: attribute.NewSet(attribute.String("reason", "watermark_stalled"))},
+	}, metricdatatest.IgnoreTimestamp())
 }
 
 func outcomeLogsOf(ld plog.Logs) []plog.LogRecord {
