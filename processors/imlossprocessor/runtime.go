@@ -213,7 +213,10 @@ func (r *lossRuntime) start(ctx context.Context, host component.Host) error {
 		// and decided messages whose delayed events arrive now, a send, persist or push that
 		// would start a new message and be declared lost. Events stamped before the start are
 		// uncertain, as after a crash (a first start pays the same: it cannot tell).
-		r.disp.DistrustEventsBefore(r.now())
+		now := r.now()
+		r.disp.DistrustEventsBefore(now)
+		r.logger.Info("No exact in-flight state restored: messages with events stamped before the start (plus clock skew) are not judged lost on missing evidence",
+			zap.Time("uncertain_before", time.Unix(0, now).Add(StartupUncertainty)))
 	}
 	for _, sig := range r.cfg.Outcomes.Signals {
 		if !r.hasSink(sig) {
