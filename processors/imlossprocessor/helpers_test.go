@@ -273,3 +273,16 @@ func assertCounter(t *testing.T, tel *componenttest.Telemetry, name string, want
 	gotMetric.Data, wantMetric.Data = gotSum, wantSum
 	metricdatatest.AssertEqual(t, wantMetric, gotMetric, opts...)
 }
+
+// decideWithoutPersist has m1 decided delivered on its send, push and ack, its persist delayed:
+// the restart tests then bring the persist to a restarted instance.
+func decideWithoutPersist(t *testing.T, h *harness) {
+	t.Helper()
+	h.sendSpans(
+		lc{stage: send, msg: "m1", conv: "c"},
+		lc{stage: push, msg: "m1", conv: "c", fanout: 1},
+		lc{stage: ack, msg: "m1", conv: "c", dev: "d"},
+	)
+	h.advance(time.Second)
+	require.Len(t, outcomeSpans(h.tsink), 1)
+}

@@ -328,13 +328,7 @@ func TestRestartWithoutStorageTrustsNoDelayedEvent(t *testing.T) {
 	clk := newFakeClock()
 	cfg := defaultCfg()
 	h := newHarness(t, cfg, nil, clk)
-	h.sendSpans( // persist delayed: the message is decided without it
-		lc{stage: send, msg: "m1", conv: "c"},
-		lc{stage: push, msg: "m1", conv: "c", fanout: 1},
-		lc{stage: ack, msg: "m1", conv: "c", dev: "d"},
-	)
-	h.advance(time.Second)
-	require.Len(t, outcomeSpans(h.tsink), 1)
+	decideWithoutPersist(t, h)
 	h.shutdown()
 
 	clk.Advance(time.Minute)

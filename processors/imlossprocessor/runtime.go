@@ -363,16 +363,6 @@ func (r *lossRuntime) pipelineStuck() (since int64, stuck bool) {
 	return r.started.UnixNano() + first - 1, true
 }
 
-// busy reports whether a call into the next consumers is in progress.
-func (r *lossRuntime) busy() bool {
-	for i := range r.inCall {
-		if r.inCall[i].Load() != 0 {
-			return true
-		}
-	}
-	return false
-}
-
 // watchTraces and watchLogs bracket the lifecycle data passed on to next (see watched).
 func (r *lossRuntime) watchTraces(next consumer.Traces) consumer.Traces {
 	c, _ := consumer.NewTraces(func(ctx context.Context, td ptrace.Traces) error {

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/processortest"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -150,14 +151,44 @@ func onlyRuntime(t *testing.T, f *factory) *lossRuntime {
 	return nil
 }
 
+// stallCfg is defaultCfg with short source_idle_timeout and max_source_lag, for the stall tests.
+func stallCfg() *Config {
+	cfg := defaultCfg()
+	cfg.MaxSourceLag, cfg.SourceIdleTimeout = 10*time.Second, 5*time.Second
+	return cfg
+}
+
+// startLogsBefore starts an im_loss logs processor on clk in front of next, stopped when the
+// test ends, with its runtime and telemetry.
+func startLogsBefore(t *testing.T, cfg *Config, clk *clockwork.FakeClock, next consumer.Logs) (processor.Logs, *lossRuntime, *componenttest.Telemetry) {
+	t.Helper()
+	tel := componenttest.NewTelemetry()
+	t.Cleanup(func() { require.NoError(t, tel.Shutdown(context.Background())) })
+	f := &factory{shared: newSharedRuntimes(), clock: clk}
+	p, err := f.processorFactory().CreateLogs(context.Background(), metadatatest.NewSettings(tel), cfg, next)
+	require.NoError(t, err)
+	require.NoError(t, p.Start(context.Background(), componenttest.NewNopHost()))
+	skipStartLead(clk)
+	t.Cleanup(func() { require.NoError(t, p.Shutdown(context.Background())) })
+	return p, onlyRuntime(t, f), tel
+}
+
+// busy reports whether a call into the next consumers is in progress.
+func (r *lossRuntime) busy() bool {
+	for i := range r.inCall {
+		if r.inCall[i].Load() != 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // TestStuckExporterKeepsSourcesAndCap: while the next consumer does not take the outcome
 // records (and so, without a queue, back-pressures the receivers), the sources' silence is the
 // pipeline's doing: they stay active, and the max_source_lag cap starts again when it is over,
 // so the backlog has that long to arrive before anything is forced.
 func TestStuckExporterKeepsSourcesAndCap(t *testing.T) {
-	clk := newFakeClock()
-	cfg := defaultCfg()
-	cfg.MaxSourceLag, cfg.SourceIdleTimeout = 10*time.Second, 5*time.Second
+	clk, cfg := newFakeClock(), stallCfg()
 	entered, unblock := make(chan struct{}, 1), make(chan struct{})
 	blocked, err := consumer.NewLogs(func(ctx context.Context, ld plog.Logs) error {
 		if len(outcomeLogsOf(ld)) > 0 {
@@ -170,15 +201,7 @@ func TestStuckExporterKeepsSourcesAndCap(t *testing.T) {
 		return nil
 	})
 	require.NoError(t, err)
-	tel := componenttest.NewTelemetry()
-	defer func() { require.NoError(t, tel.Shutdown(context.Background())) }()
-	f := &factory{shared: newSharedRuntimes(), clock: clk}
-	p, err := f.processorFactory().CreateLogs(context.Background(), metadatatest.NewSettings(tel), cfg, blocked)
-	require.NoError(t, err)
-	require.NoError(t, p.Start(context.Background(), componenttest.NewNopHost()))
-	skipStartLead(clk)
-	defer func() { require.NoError(t, p.Shutdown(context.Background())) }()
-	rt := onlyRuntime(t, f)
+	p, rt, tel := startLogsBefore(t, cfg, clk, blocked)
 	forced := func() []metricdata.DataPoint[int64] {
 		return []metricdata.DataPoint[int64]{{Value: 1, Attributes: attribute.NewSet(attribute.String("reason", "watermark_stalled"))}}
 	}
@@ -204,9 +227,7 @@ func TestStuckExporterKeepsSourcesAndCap(t *testing.T) {
 // data passed on while im_loss has decided nothing, so it emits nothing: the block is seen on
 // the data's own call, and the cap starts again from its end, as for a stuck emitter.
 func TestBlockedPipelineWithNothingToEmitKeepsTheCap(t *testing.T) {
-	clk := newFakeClock()
-	cfg := defaultCfg()
-	cfg.MaxSourceLag, cfg.SourceIdleTimeout = 10*time.Second, 5*time.Second
+	clk, cfg := newFakeClock(), stallCfg()
 	entered, unblock := make(chan struct{}, 1), make(chan struct{})
 	blocking := atomic.Bool{}
 	blocked, err := consumer.NewLogs(func(_ context.Context, ld plog.Logs) error {
@@ -217,15 +238,7 @@ func TestBlockedPipelineWithNothingToEmitKeepsTheCap(t *testing.T) {
 		return nil
 	})
 	require.NoError(t, err)
-	tel := componenttest.NewTelemetry()
-	defer func() { require.NoError(t, tel.Shutdown(context.Background())) }()
-	f := &factory{shared: newSharedRuntimes(), clock: clk}
-	p, err := f.processorFactory().CreateLogs(context.Background(), metadatatest.NewSettings(tel), cfg, blocked)
-	require.NoError(t, err)
-	require.NoError(t, p.Start(context.Background(), componenttest.NewNopHost()))
-	skipStartLead(clk)
-	defer func() { require.NoError(t, p.Shutdown(context.Background())) }()
-	rt := onlyRuntime(t, f)
+	p, rt, tel := startLogsBefore(t, cfg, clk, blocked)
 
 	require.NoError(t, p.ConsumeLogs(context.Background(), logsOf(time.Time{},
 		lc{stage: send, msg: "inflight", conv: "c"}, lc{stage: push, msg: "inflight", conv: "c", fanout: 1})))

@@ -299,7 +299,7 @@ func startSinkAndCollector(tb testing.TB, name, config string, env map[string]st
 }
 
 // startSinkAndCollectorSpec is startSinkAndCollector with the rest of the collector's spec
-// (pinning, GOMAXPROCS); its Config and Sink are filled in.
+// (pinning, GOMAXPROCS, or the config's bytes instead of its name); its Sink is filled in.
 func startSinkAndCollectorSpec(tb testing.TB, config string, spec harness.Spec, opts harness.SinkOptions) (*harness.Sink, *harness.Collector) {
 	tb.Helper()
 	sink, err := harness.NewSink("127.0.0.1:0", opts)
@@ -307,11 +307,12 @@ func startSinkAndCollectorSpec(tb testing.TB, config string, spec harness.Spec, 
 		tb.Fatalf("%v", err)
 	}
 	tb.Cleanup(sink.Stop)
-	cfg, err := configs.Get(config)
-	if err != nil {
-		tb.Fatalf("%v", err)
+	if spec.Config == nil {
+		if spec.Config, err = configs.Get(config); err != nil {
+			tb.Fatalf("%v", err)
+		}
 	}
-	spec.Config, spec.Sink = cfg, sink.Endpoint()
+	spec.Sink = sink.Endpoint()
 	col := harness.StartCollector(tb, spec)
 	return sink, col
 }

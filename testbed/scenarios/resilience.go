@@ -153,11 +153,6 @@ func Restart(tb testing.TB, o RestartOptions) *RestartResult {
 // restart config, without im_loss's storage in RestartNoStorage.
 func startRestartCollector(tb testing.TB, o RestartOptions) (*harness.Sink, *harness.Collector) {
 	tb.Helper()
-	sink, err := harness.NewSink("127.0.0.1:0", harness.SinkOptions{KeepRecords: true})
-	if err != nil {
-		tb.Fatalf("%v", err)
-	}
-	tb.Cleanup(sink.Stop)
 	cfg, err := configs.Get("restart")
 	if err != nil {
 		tb.Fatalf("%v", err)
@@ -168,10 +163,8 @@ func startRestartCollector(tb testing.TB, o RestartOptions) (*harness.Sink, *har
 		}
 		cfg = bytes.Replace(cfg, []byte(storageLine), nil, 1)
 	}
-	col := harness.StartCollector(tb, harness.Spec{
-		Name: "restart-" + string(o.Mode), Env: timeoutEnv(o.Timeouts), Config: cfg, Sink: sink.Endpoint(),
-	})
-	return sink, col
+	return startSinkAndCollectorSpec(tb, "restart", harness.Spec{Name: "restart-" + string(o.Mode), Env: timeoutEnv(o.Timeouts), Config: cfg},
+		harness.SinkOptions{KeepRecords: true})
 }
 
 // OutageOptions configure the backend-outage scenario.
