@@ -37,7 +37,8 @@ type Config struct {
 	// watermark, so that every source is heard first.
 	SourceIdleTimeout time.Duration `mapstructure:"source_idle_timeout"`
 	// MaxSourceLag caps how long verdicts wait for the watermark, measured against the
-	// collector's clock; decisions made at the cap are counted as forced.
+	// freshest telemetry (the collector's clock less the least arrival lag of the sources
+	// heard within it); decisions made at the cap are counted as forced.
 	MaxSourceLag time.Duration `mapstructure:"max_source_lag"`
 	// MaxClockSkew is how far in the collector's future an event may be stamped; later
 	// timestamps are clamped to it.

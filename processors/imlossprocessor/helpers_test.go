@@ -25,20 +25,26 @@ import (
 // newFakeClock is a clockwork fake clock at a fixed start, startLead before the events' epoch:
 // im_loss distrusts events stamped before it started (plus tracker.CrashClockSkew) unless it
 // restored an exact snapshot, so the traffic a test judges is stamped after the start.
-// Started components are moved on by startLead with skipStartLead, to shortly after the epoch
-// (telemetry reaches the collector after it happened, spans after they end). Its tickers fire
+// Started components are moved on by startLead with skipStartLead, to arrivalDelay after the
+// epoch (telemetry reaches the collector after it happened, spans after they end). Its tickers fire
 // only when a test advances it past their period; tests that need a tick at a known point use
 // forceTick.
 func newFakeClock() *clockwork.FakeClock {
-	return clockwork.NewFakeClockAt(epoch.Add(2*time.Millisecond - startLead))
+	return clockwork.NewFakeClockAt(epoch.Add(arrivalDelay - startLead))
 }
 
 const startLead = tracker.CrashClockSkew + 4*time.Millisecond
 
-// skipStartLead moves a clock from newFakeClock on to 2 ms after the events' epoch, once the
-// components using it have started; a clock already past that stays.
+// arrivalDelay is how late the tests' first telemetry, stamped at the epoch, reaches the
+// collector. Verdicts forced at max_source_lag wait for it too: the cap is measured from the
+// freshest telemetry, so with defaultCfg's 1 ns a deadline d after the epoch is forced at
+// d + arrivalDelay + 1 ns on the clock, not before.
+const arrivalDelay = 2 * time.Millisecond
+
+// skipStartLead moves a clock from newFakeClock on to arrivalDelay after the events' epoch,
+// once the components using it have started; a clock already past that stays.
 func skipStartLead(clk *clockwork.FakeClock) {
-	if d := epoch.Add(2 * time.Millisecond).Sub(clk.Now()); d > 0 {
+	if d := epoch.Add(arrivalDelay).Sub(clk.Now()); d > 0 {
 		clk.Advance(d)
 	}
 }

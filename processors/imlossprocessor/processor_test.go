@@ -313,7 +313,7 @@ func TestRestartWithoutStorageForgetsButInventsNothing(t *testing.T) {
 	h2 := newHarness(t, cfg, nil, clk)
 	defer h2.shutdown()
 	h2.sendSpans(lc{stage: deliver, msg: "m1", conv: "c", dev: "d"}, lc{stage: ack, msg: "m1", conv: "c", dev: "d"})
-	h2.advance(cfg.AckTimeout)
+	h2.advance(cfg.AckTimeout + arrivalDelay)
 	assert.Empty(t, outcomeSpans(h2.tsink), "half a lifecycle after a restart is neither delivered nor lost")
 	assertCounter(t, h2.tel, "otelcol_processor_im_loss_unrecognized_events", []metricdata.DataPoint[int64]{
 		{Value: 1, Attributes: attribute.NewSet(attribute.String("reason", "orphan_message"))},
@@ -376,7 +376,7 @@ func TestSeqGapMetric(t *testing.T) {
 		lc{stage: persist, msg: "b", conv: "c", seq: 5},
 		lc{stage: persist, msg: "z", conv: "c", seq: 1 << 40},
 	)
-	h.advance(defaultCfg().ReorderWindow)
+	h.advance(defaultCfg().ReorderWindow + arrivalDelay)
 	metadatatest.AssertEqualProcessorImLossSeqGaps(t, h.tel, []metricdata.DataPoint[int64]{{Value: 2}}, metricdatatest.IgnoreTimestamp())
 	var seqs []string
 	for _, s := range outcomeSpans(h.tsink) {
@@ -391,7 +391,7 @@ func TestDetachedPipelineIsNotCalledAfterShutdown(t *testing.T) {
 	h.sendLogs(lc{stage: send, msg: "m", conv: "c"})
 	require.NoError(t, h.traces.Shutdown(context.Background()))
 	require.NoError(t, h.traces.Shutdown(context.Background()), "safe twice")
-	h.advance(cfg.AckTimeout)
+	h.advance(cfg.AckTimeout + arrivalDelay)
 	assert.Empty(t, outcomeSpans(h.tsink))
 	assert.Len(t, outcomeLogs(h.lsink), 1)
 	require.NoError(t, h.logs.Shutdown(context.Background()))
@@ -486,16 +486,16 @@ func TestDecidedMemoryReachGauge(t *testing.T) {
 	cfg.DecidedCacheSize, cfg.Shards = 1, 1
 	h := newHarness(t, cfg, nil, nil)
 	defer h.shutdown()
-	delivered := func(msg string) {
-		h.sendSpans(lc{stage: send, msg: msg, conv: "c"}, lc{stage: push, msg: msg, conv: "c", fanout: 1},
-			lc{stage: ack, msg: msg, conv: "c", dev: "d"})
+	delivered := func(msg string, at time.Duration) {
+		h.sendSpans(lc{stage: send, msg: msg, conv: "c", at: at}, lc{stage: push, msg: msg, conv: "c", fanout: 1, at: at},
+			lc{stage: ack, msg: msg, conv: "c", dev: "d", at: at})
 	}
-	delivered("m1")
+	delivered("m1", 0)
 	h.advance(time.Second)
 	_, err := h.tel.GetMetric("otelcol_processor_im_loss_decided_memory_reach")
 	require.Error(t, err, "nothing forgotten, nothing to report")
 
-	delivered("m2") // the memory holds one: m1, due ack_timeout after its send, is forgotten
+	delivered("m2", time.Second) // the memory holds one: m1, due ack_timeout after its send, is forgotten
 	h.advance(time.Minute)
 	got, err := h.tel.GetMetric("otelcol_processor_im_loss_decided_memory_reach")
 	require.NoError(t, err)

@@ -111,7 +111,7 @@ func TestWallClockStepExpiresNothing(t *testing.T) {
 	rt.forceTick()
 	assert.Empty(t, outcomeLogs(sink), "an hour's wall-clock step is not an hour of waiting")
 
-	clk.Advance(cfg.AckTimeout)
+	clk.Advance(cfg.AckTimeout + arrivalDelay)
 	rt.forceTick()
 	out := outcomeLogs(sink)
 	require.Len(t, out, 1)
@@ -125,7 +125,7 @@ func TestLateRecordRetractsTheLoss(t *testing.T) {
 	h := newHarness(t, cfg, nil, nil)
 	defer h.shutdown()
 	h.sendLogs(lc{stage: send, msg: "m", conv: "c"}, lc{stage: push, msg: "m", conv: "c", fanout: 1})
-	h.advance(cfg.AckTimeout)
+	h.advance(cfg.AckTimeout + arrivalDelay)
 	h.sendLogs(lc{stage: deliver, msg: "m", conv: "c", dev: "d", at: time.Second},
 		lc{stage: ack, msg: "m", conv: "c", dev: "d", at: time.Second})
 	h.advance(0)
@@ -248,7 +248,9 @@ func TestBlockedPipelineWithNothingToEmitKeepsTheCap(t *testing.T) {
 	go func() {
 		passed <- p.ConsumeLogs(context.Background(), logsOf(time.Time{}, lc{stage: deliver, msg: "inflight", conv: "c", dev: "d"}))
 	}()
-	<-entered // the deliver is applied; passing it on blocks
+	// Passing the deliver on blocks; the tick makes sure the loop has applied it by then.
+	<-entered
+	rt.forceTick()
 	unblocked := false
 	defer func() {
 		if !unblocked {

@@ -163,8 +163,9 @@ type Timeouts struct {
 	AllowedLateness time.Duration
 	// SourceIdleTimeout is how long a silent source holds the watermark back; default 1m.
 	SourceIdleTimeout time.Duration
-	// MaxSourceLag caps how far verdicts wait behind the collector's clock: a message whose
-	// deadline is older than now − MaxSourceLag is decided anyway; default 2m.
+	// MaxSourceLag caps how far verdicts wait behind the freshest telemetry: a message whose
+	// deadline is older than now − the freshest sources' arrival lag − MaxSourceLag is decided
+	// anyway; default 2m.
 	MaxSourceLag time.Duration
 	// Margin separates "within" from "beyond" a timeout, covering transport and batching
 	// delays between the generator and the processor's clock (default 1s).

@@ -208,13 +208,15 @@ func Lag(tb testing.TB, o LagOptions) *LagResult {
 // max_source_lag: a collector that waited for the cap would miss it. Only losses whose
 // deadline the stream does not outlast (deadline + allowed_lateness + margin beyond the last
 // event of some source) are left to the cap, after the sources fall idle: max_source_lag +
-// 2 ticks + slack.
+// 2 ticks + slack behind the freshest telemetry, which is the lag late when every service
+// lags, or when the lagged service is the last still sending: lag + max_source_lag + 2 ticks +
+// slack.
 func lagLatency(lr *loadRun, records []harness.Record, o LagOptions) LatencyCheck {
 	t := o.Timeouts.WithDefaults()
 	tight := o.Lag + t.AllowedLateness + 2*t.TickInterval + detectionSlack
-	capped := max(tight, t.MaxSourceLag+2*t.TickInterval+detectionSlack)
+	capped := max(tight, o.Lag+t.MaxSourceLag+2*t.TickInterval+detectionSlack)
 	liveEnd := liveEnd(lr.book, nil)
-	c := LatencyCheck{What: fmt.Sprintf("from each loss's deadline in event time to its first record at the sink, per signal; bound lag %s + allowed_lateness %s + 2 ticks + %s slack = %s (%s for deadlines the stream does not outlast, left to max_source_lag %s)",
+	c := LatencyCheck{What: fmt.Sprintf("from each loss's deadline in event time to its first record at the sink, per signal; bound lag %s + allowed_lateness %s + 2 ticks + %s slack = %s (%s for deadlines the stream does not outlast, left to max_source_lag %s behind the lagged telemetry)",
 		o.Lag, t.AllowedLateness, detectionSlack, tight, capped, t.MaxSourceLag)}
 	start := lr.run.StartTime()
 	forEachDetectedLoss(lr, records, func(label string, tr *faults.Truth, at time.Time) {

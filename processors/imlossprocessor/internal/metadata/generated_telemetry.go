@@ -94,7 +94,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	errs = errors.Join(errs, err)
 	builder.ProcessorImLossForcedDecisions, err = builder.meter.Int64Counter(
 		"otelcol_processor_im_loss_forced_decisions",
-		metric.WithDescription("Verdicts made before the watermark passed their deadline because it lagged the collector's clock by more than max_source_lag (reason watermark_stalled). [Development]"),
+		metric.WithDescription("Verdicts made before the watermark passed their deadline because it lagged the freshest telemetry by more than max_source_lag (reason watermark_stalled). [Development]"),
 		metric.WithUnit("{decision}"),
 	)
 	errs = errors.Join(errs, err)

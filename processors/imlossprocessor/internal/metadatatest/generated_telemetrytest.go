@@ -83,7 +83,7 @@ func AssertEqualProcessorImLossEvictions(t *testing.T, tt *componenttest.Telemet
 func AssertEqualProcessorImLossForcedDecisions(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_processor_im_loss_forced_decisions",
-		Description: "Verdicts made before the watermark passed their deadline because it lagged the collector's clock by more than max_source_lag (reason watermark_stalled). [Development]",
+		Description: "Verdicts made before the watermark passed their deadline because it lagged the freshest telemetry by more than max_source_lag (reason watermark_stalled). [Development]",
 		Unit:        "{decision}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,

@@ -145,6 +145,47 @@ func TestLaggingSourceHoldsVerdicts(t *testing.T) {
 	}
 }
 
+// TestLateAsAWholeIsJudgedOnEventTime: every service late by more than max_source_lag (a
+// backlog replayed after an outage, a collector behind under load) still gets exact verdicts,
+// while one service lagging the others by as much still has verdicts forced past it.
+func TestLateAsAWholeIsJudgedOnEventTime(t *testing.T) {
+	const lag = 3 * ackTO
+	every := map[string]time.Duration{"im-msg": lag, "im-transfer": lag, "im-push": lag, "im-gateway": lag}
+	for _, tc := range []struct {
+		name   string
+		lag    map[string]time.Duration
+		forced bool
+	}{
+		{"every service", every, false},
+		{"the ack reporter alone", map[string]time.Duration{"im-gateway": lag}, true},
+	} {
+		cfg := eventTimeConfig()
+		cfg.MaxSourceLag = 2 * ackTO
+		cfg.SourceIdleTimeout = 4 * ackTO // a source that lags from the start is heard within it
+		tr := New(cfg)
+		const n, lostOne = 200, 150
+		got := simulate(tr, stream(n, map[int]bool{lostOne: true}, tc.lag), t0+n*sec+int64(lag))
+		misjudged := 0
+		for i := range n - 3*int(ackTO/time.Second) {
+			want := imsemconv.OutcomeDelivered
+			if i == lostOne {
+				want = imsemconv.OutcomeLost
+			}
+			if outs := got[msgID(i)]; len(outs) == 0 || outs[0].Outcome != want {
+				misjudged++
+			}
+		}
+		forced := tr.TakeCounters().Forced
+		if tc.forced {
+			assert.Positive(t, forced, tc.name)
+			assert.Positive(t, misjudged, "%s: verdicts forced past the lagging acks", tc.name)
+			continue
+		}
+		assert.Zero(t, forced, tc.name)
+		assert.Zero(t, misjudged, tc.name)
+	}
+}
+
 // TestSameLagOnTheCollectorClockIsAFalseLoss shows what the watermark prevents: with no lag
 // allowed (the collector's clock decides) the lagging acks come too late.
 func TestSameLagOnTheCollectorClockIsAFalseLoss(t *testing.T) {

@@ -84,14 +84,19 @@ func (tl *Timeline) Limits(now int64) (w, limit int64) {
 	return w, max(w, tl.forcedLimit(now))
 }
 
-// forcedLimit is the deadline up to which verdicts go ahead without the watermark: the
-// collector's clock minus MaxSourceLag, once the collector has been up that long (so a
-// restart gives the services' backlog that long to arrive).
+// forcedLimit is the deadline up to which verdicts go ahead without the watermark:
+// MaxSourceLag behind the freshest telemetry, the collector's clock less the least arrival lag
+// of the sources heard within MaxSourceLag (see watermarks.arrivalLag), once the collector has
+// been up MaxSourceLag (so a restart gives the services' backlog that long to arrive). The cap
+// is measured from the freshest source rather than from the collector's clock so that
+// telemetry late as a whole (a backlog replayed after an outage, a collector behind under
+// load) is still judged on event time: only a source lagging the others by more than
+// MaxSourceLag has verdicts forced past it.
 func (tl *Timeline) forcedLimit(now int64) int64 {
 	if now-max(tl.wm.start, tl.capFrom) < tl.maxSourceLag {
 		return noWatermark
 	}
-	return now - tl.maxSourceLag
+	return now - tl.wm.arrivalLag(now) - tl.maxSourceLag
 }
 
 // PipelineStalled says that the pipeline has been blocked downstream since collector time

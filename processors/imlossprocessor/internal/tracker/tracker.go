@@ -33,7 +33,8 @@ type Config struct {
 	AllowedLateness time.Duration
 	// SourceIdleTimeout is how long a silent source keeps holding the watermark back.
 	SourceIdleTimeout time.Duration
-	// MaxSourceLag caps how far verdicts may lag behind the collector's clock.
+	// MaxSourceLag caps how far verdicts may lag behind the freshest telemetry (see
+	// Timeline.forcedLimit).
 	MaxSourceLag time.Duration
 	// MaxClockSkew is how far in the collector's future an event may be stamped.
 	MaxClockSkew time.Duration
@@ -111,7 +112,7 @@ type Counters struct {
 	// delivered nor lost.
 	UnjudgedPastMemory int64
 	// Forced counts verdicts (messages and seq gaps) made before the watermark passed their
-	// deadline because it lagged the collector's clock by more than MaxSourceLag.
+	// deadline because it lagged the freshest telemetry by more than MaxSourceLag.
 	Forced int64
 	// HoldFull counts events applied at once, on what was known, because too many events
 	// were already waiting for their message's deadline.
@@ -914,7 +915,7 @@ func (t *Tracker) waitsOffline(m *message) bool {
 const TickBudget = 4096
 
 // Tick decides, at collector time now, the messages and gaps whose deadline the watermark
-// (or, when it lags the collector's clock by more than MaxSourceLag, the cap) has passed. It
+// (or, when it lags the freshest telemetry by more than MaxSourceLag, the cap) has passed. It
 // stops once TickBudget outcomes are pending and reports whether more are due: call
 // TakeOutcomes and Tick again.
 func (t *Tracker) Tick(now int64) (more bool) {

@@ -206,6 +206,26 @@ func (w *watermarks) heardAll(since, now int64) {
 	}
 }
 
+// arrivalLag is how far behind the collector's clock the freshest telemetry arrives at now:
+// the least (arrival − latest event time) at their last events of the sources heard within
+// maxSilence (max_source_lag) or idleTimeout, never negative; 0 when none was. A collector
+// behind under load, or a backlog replayed after an outage, delays every source alike; a
+// lagging or stuck source delays only its own. A source silent for longer no longer speaks
+// for it: whatever it sent has arrived.
+func (w *watermarks) arrivalLag(now int64) int64 {
+	window := max(w.idleTimeout, w.maxSilence)
+	lag := int64(math.MaxInt64)
+	for _, s := range w.byKey {
+		if now-s.heardAt <= window {
+			lag = min(lag, s.heardAt-s.latest)
+		}
+	}
+	if lag == math.MaxInt64 {
+		return 0
+	}
+	return max(lag, 0)
+}
+
 // active counts the sources active at now.
 func (w *watermarks) active(now int64) int {
 	n := 0
