@@ -186,6 +186,33 @@ func TestLateAsAWholeIsJudgedOnEventTime(t *testing.T) {
 	}
 }
 
+// TestLateStreamEndIsDecidedBehindItsLag: when a stream late as a whole stops, its last
+// messages are left to the cap, which counts from the freshest telemetry: decided exactly, no
+// later than deadline + lag + max_source_lag + 2 ticks.
+func TestLateStreamEndIsDecidedBehindItsLag(t *testing.T) {
+	const lag = 3 * ackTO
+	cfg := eventTimeConfig()
+	cfg.MaxSourceLag = 2 * ackTO
+	cfg.SourceIdleTimeout = 4 * ackTO
+	tr := New(cfg)
+	const n, lostOne = 100, 99
+	every := map[string]time.Duration{"im-msg": lag, "im-transfer": lag, "im-push": lag, "im-gateway": lag}
+	end := t0 + n*sec + int64(lag+cfg.MaxSourceLag+ackTO) + 5*sec
+	got := simulate(tr, stream(n, map[int]bool{lostOne: true}, every), end)
+	for i := range n {
+		outs := got[msgID(i)]
+		require.Len(t, outs, 1, msgID(i))
+		want := imsemconv.OutcomeDelivered
+		if i == lostOne {
+			want = imsemconv.OutcomeLost
+		}
+		assert.Equal(t, want, outs[0].Outcome, msgID(i))
+		deadline := t0 + int64(i)*sec + int64(ackTO)
+		assert.LessOrEqual(t, outs[0].Start, deadline+int64(lag+cfg.MaxSourceLag)+2*sec, msgID(i))
+	}
+	assert.Positive(t, tr.TakeCounters().Forced, "the end of the stream is left to the cap")
+}
+
 // TestSameLagOnTheCollectorClockIsAFalseLoss shows what the watermark prevents: with no lag
 // allowed (the collector's clock decides) the lagging acks come too late.
 func TestSameLagOnTheCollectorClockIsAFalseLoss(t *testing.T) {
