@@ -23,13 +23,17 @@ const (
 	LagPush LagMode = "push"
 	// LagAll lags every service alike.
 	LagAll LagMode = "all"
+	// LagBacklog lags every service alike by more than max_source_lag: a backlog replayed
+	// after an outage, or a collector behind under load. The cap counts from the freshest
+	// telemetry, which lags too, so the watermark must still decide every verdict.
+	LagBacklog LagMode = "backlog"
 	// LagStall stalls the sink mid-run: the whole pipeline blocks (stall.yaml has no sending
 	// queue), im_loss can emit nothing, and the receivers push back on the services.
 	LagStall LagMode = "stall"
 )
 
 // LagModes are the modes TestLag and imbench run.
-var LagModes = []LagMode{LagGateway, LagPush, LagAll, LagStall}
+var LagModes = []LagMode{LagGateway, LagPush, LagAll, LagBacklog, LagStall}
 
 // LagOptions configure the lag scenario.
 type LagOptions struct {
@@ -55,7 +59,9 @@ type LagOptions struct {
 // ramp) with every fault class, the telemetry lagged by twice ack_timeout, or the sink
 // stalled for three times ack_timeout a third of the way through. max_source_lag is three
 // times ack_timeout, beyond lag + allowed_lateness + margin: the watermark, not the cap,
-// must decide every loss before the end of the stream.
+// must decide every loss before the end of the stream. In backlog mode it is ack_timeout,
+// half the lag every service has: the cap, counted from the freshest telemetry, must not
+// force verdicts past it either.
 func DefaultLag(mode LagMode) LagOptions {
 	t := ShortTimeouts()
 	t.MaxSourceLag = 3 * t.AckTimeout
@@ -64,8 +70,11 @@ func DefaultLag(mode LagMode) LagOptions {
 		Messages: 800, Rate: 125, FaultProbability: 0.04, Timeouts: t,
 		Lag: 2 * t.AckTimeout, StallAt: 1.0 / 3, Deadline: 60 * time.Second,
 	}
-	if mode == LagStall {
+	switch mode {
+	case LagStall:
 		o.Lag = 3 * t.AckTimeout
+	case LagBacklog:
+		o.Timeouts.MaxSourceLag = t.AckTimeout // half the lag
 	}
 	return o
 }
@@ -79,7 +88,7 @@ func (o LagOptions) Lags() workload.Lags {
 		lags[workload.ServiceGateway] = l
 	case LagPush:
 		lags[workload.ServicePush] = l
-	case LagAll:
+	case LagAll, LagBacklog:
 		lags = workload.AllLagged(l)
 	}
 	return lags

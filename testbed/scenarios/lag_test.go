@@ -6,7 +6,8 @@ import (
 
 // TestLag proves that im_loss's verdicts do not depend on how late telemetry arrives: every
 // fault class, with im-gateway (deliver and ack), im-push (the fan-out) or every service
-// lagged by twice ack_timeout on the way to the collector, or with the sink stalled for three
+// lagged by twice ack_timeout on the way to the collector (every service also with
+// max_source_lag below the lag: a backlog), or with the sink stalled for three
 // times ack_timeout mid-run so the whole pipeline blocks. Each run must be exact (precision =
 // recall = 1 for every label, in both outcome signals), drop nothing, keep the SLO counters
 // equal to the truth, and detect every loss within lag + allowed_lateness + 2 ticks of its
