@@ -83,9 +83,8 @@ type scalingOp struct {
 
 // scalingChunkWork is what one shard does per hand-over: apply its events, then tick.
 type scalingChunkWork struct {
-	ops       []scalingOp
-	w, limit  int64
-	lastChunk bool
+	ops      []scalingOp
+	w, limit int64
 }
 
 // dispatchScaling has the dispatcher of n shards stamp and route the whole stream, as the
