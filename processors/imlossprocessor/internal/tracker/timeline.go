@@ -86,7 +86,7 @@ func (tl *Timeline) Limits(now int64) (w, limit int64) {
 
 // forcedLimit is the deadline up to which verdicts go ahead without the watermark:
 // MaxSourceLag behind the freshest telemetry, the collector's clock less the least arrival lag
-// of the sources heard within MaxSourceLag (see watermarks.arrivalLag), once the collector has
+// of the sources heard lately (see watermarks.arrivalLag), once the collector has
 // been up MaxSourceLag (so a restart gives the services' backlog that long to arrive). The cap
 // is measured from the freshest source rather than from the collector's clock so that
 // telemetry late as a whole (a backlog replayed after an outage, a collector behind under

@@ -208,7 +208,8 @@ func (w *watermarks) heardAll(since, now int64) {
 
 // arrivalLag is how far behind the collector's clock the freshest telemetry arrives at now:
 // the least (arrival − latest event time) at their last events of the sources heard within
-// maxSilence (max_source_lag) or idleTimeout, never negative; 0 when none was. A collector
+// maxSilence (max_source_lag) or idleTimeout, whichever is longer, never negative; 0 when none
+// was. A collector
 // behind under load, or a backlog replayed after an outage, delays every source alike; a
 // lagging or stuck source delays only its own. A source silent for longer no longer speaks
 // for it: whatever it sent has arrived.
