@@ -481,6 +481,24 @@ func TestShardsSplitTheLimits(t *testing.T) {
 
 // TestDecidedMemoryReachGauge: once the decided memory forgets a message, the gauge says how
 // far before the watermark it still reaches: from the forgotten message's deadline.
+// TestArrivalLagGauge: the gauge shows how late the freshest telemetry arrives, the lag
+// max_source_lag counts from: the least over the sources heard lately.
+func TestArrivalLagGauge(t *testing.T) {
+	h := newHarness(t, defaultCfg(), nil, nil)
+	defer h.shutdown()
+	h.advance(5 * time.Second)
+	h.sendLogs(lc{stage: send, msg: "m", conv: "c"}) // stamped at the epoch, 5 s + arrivalDelay ago
+	h.advance(0)
+	late := (5*time.Second + arrivalDelay).Milliseconds()
+	metadatatest.AssertEqualProcessorImLossArrivalLag(t, h.tel, []metricdata.DataPoint[int64]{{Value: late}}, metricdatatest.IgnoreTimestamp())
+
+	// Another source, on time: its span ends 1 ms before it arrives.
+	h.sendSpans(lc{stage: push, msg: "m", conv: "c", fanout: 1, at: 5 * time.Second})
+	h.advance(0)
+	onTime := (arrivalDelay - time.Millisecond).Milliseconds()
+	metadatatest.AssertEqualProcessorImLossArrivalLag(t, h.tel, []metricdata.DataPoint[int64]{{Value: onTime}}, metricdatatest.IgnoreTimestamp())
+}
+
 func TestDecidedMemoryReachGauge(t *testing.T) {
 	cfg := defaultCfg()
 	cfg.DecidedCacheSize, cfg.Shards = 1, 1

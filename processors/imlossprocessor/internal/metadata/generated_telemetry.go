@@ -27,6 +27,7 @@ type TelemetryBuilder struct {
 	mu                                sync.Mutex
 	registrations                     []metric.Registration
 	ProcessorImLossActiveSources      metric.Int64Gauge
+	ProcessorImLossArrivalLag         metric.Int64Gauge
 	ProcessorImLossDecidedMemoryReach metric.Int64Gauge
 	ProcessorImLossDeliveryLatency    metric.Float64Histogram
 	ProcessorImLossEvictions          metric.Int64Counter
@@ -71,6 +72,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_processor_im_loss_active_sources",
 		metric.WithDescription("Telemetry sources (service.name and service.instance.id) holding the watermark, heard within source_idle_timeout or in a pipeline silent as a whole. [Development]"),
 		metric.WithUnit("{source}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ProcessorImLossArrivalLag, err = builder.meter.Int64Gauge(
+		"otelcol_processor_im_loss_arrival_lag",
+		metric.WithDescription("How late the freshest telemetry arrives (the least arrival lag of the sources heard lately); max_source_lag counts from it. Close to the watermark lag when all telemetry is late alike (a backlog, a collector behind), far below it when one source lags the others. [Development]"),
+		metric.WithUnit("ms"),
 	)
 	errs = errors.Join(errs, err)
 	builder.ProcessorImLossDecidedMemoryReach, err = builder.meter.Int64Gauge(

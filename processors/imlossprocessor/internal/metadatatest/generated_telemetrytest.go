@@ -35,6 +35,20 @@ func AssertEqualProcessorImLossActiveSources(t *testing.T, tt *componenttest.Tel
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }
 
+func AssertEqualProcessorImLossArrivalLag(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_processor_im_loss_arrival_lag",
+		Description: "How late the freshest telemetry arrives (the least arrival lag of the sources heard lately); max_source_lag counts from it. Close to the watermark lag when all telemetry is late alike (a backlog, a collector behind), far below it when one source lags the others. [Development]",
+		Unit:        "ms",
+		Data: metricdata.Gauge[int64]{
+			DataPoints: dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_processor_im_loss_arrival_lag")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
 func AssertEqualProcessorImLossDecidedMemoryReach(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_processor_im_loss_decided_memory_reach",

@@ -20,6 +20,7 @@ func TestSetupTelemetry(t *testing.T) {
 	require.NoError(t, err)
 	defer tb.Shutdown()
 	tb.ProcessorImLossActiveSources.Record(context.Background(), 1)
+	tb.ProcessorImLossArrivalLag.Record(context.Background(), 1)
 	tb.ProcessorImLossDecidedMemoryReach.Record(context.Background(), 1)
 	tb.ProcessorImLossDeliveryLatency.Record(context.Background(), 1)
 	tb.ProcessorImLossEvictions.Add(context.Background(), 1)
@@ -30,6 +31,9 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.ProcessorImLossUnrecognizedEvents.Add(context.Background(), 1)
 	tb.ProcessorImLossWatermarkLag.Record(context.Background(), 1)
 	AssertEqualProcessorImLossActiveSources(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualProcessorImLossArrivalLag(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualProcessorImLossDecidedMemoryReach(t, testTel,

@@ -112,6 +112,10 @@ func (tl *Timeline) PipelineStalled(since, now int64) {
 // telemetry, as of the last Tick; noWatermark (math.MinInt64) before the first.
 func (tl *Timeline) Watermark() int64 { return tl.wm.current }
 
+// ArrivalLag is how late the freshest telemetry arrives at now (see watermarks.arrivalLag):
+// max_source_lag counts from it.
+func (tl *Timeline) ArrivalLag(now int64) int64 { return tl.wm.arrivalLag(now) }
+
 // ActiveSources counts the sources that hold the watermark at now (see watermarks).
 func (tl *Timeline) ActiveSources(now int64) int { return tl.wm.active(now) }
 
