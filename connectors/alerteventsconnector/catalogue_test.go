@@ -274,6 +274,17 @@ func catalogueScenarios() []scenario {
 			wantLabels: map[string]string{"job": "imcol", "severity": "warning"},
 		},
 		{
+			alert: "IMLossVerdictsDelayed", res: imcol, scope: promReceiverScope,
+			badFrom: 4, goodFrom: 50, horizon: 56,
+			points: func(i int, p phases) []point {
+				return []point{
+					{name: "otelcol_processor_im_loss_watermark_lag_milliseconds", kind: kindGauge, value: p.pick(i, 3000, 400000)},
+					{name: "otelcol_processor_im_loss_active_sources", kind: kindGauge, value: 3},
+				}
+			},
+			wantLabels: map[string]string{"job": "imcol", "severity": "warning"},
+		},
+		{
 			alert: "IMLossDecidedMemoryShort", res: imcol, scope: promReceiverScope,
 			badFrom: 4, goodFrom: 50, horizon: 56,
 			points: func(i int, p phases) []point {
