@@ -479,7 +479,7 @@ func (r *lossRuntime) tick(wait bool) {
 	if w := r.disp.Watermark(); w != math.MinInt64 {
 		r.tel.ProcessorImLossWatermarkLag.Record(ctx, max(now-w, 0)/int64(time.Millisecond))
 	}
-	r.tel.ProcessorImLossArrivalLag.Record(ctx, r.disp.ArrivalLag(now)/int64(time.Millisecond))
+	r.tel.ProcessorImLossArrivalLag.Record(ctx, r.disp.ArrivalLag()/int64(time.Millisecond))
 	if f := r.forgottenUpTo(); f > 0 && limit != math.MinInt64 {
 		r.tel.ProcessorImLossDecidedMemoryReach.Record(ctx, max(limit-f, 0)/int64(time.Millisecond))
 	}

@@ -21,6 +21,13 @@ type shard struct {
 	forgottenUpTo atomic.Int64
 }
 
+// publish copies what the gauges read from the shard's tracker; only its goroutine (or start,
+// before it runs) may call it.
+func (s *shard) publish() {
+	s.tracked.Store(int64(s.tr.Len()))
+	s.forgottenUpTo.Store(s.tr.ForgottenUpTo())
+}
+
 // shardOp is one event for a shard: for its message (route), its conversation's seq (seq), or both.
 type shardOp struct {
 	ev         event.Event
@@ -114,8 +121,7 @@ func (r *lossRuntime) shardLoop(s *shard) {
 			w.snapshot <- s.tr.SnapshotShard(w.now, w.kind, r.disp.Timeline)
 		}
 		r.flush(s.tr)
-		s.tracked.Store(int64(s.tr.Len()))
-		s.forgottenUpTo.Store(s.tr.ForgottenUpTo())
+		s.publish()
 		if w.done != nil {
 			w.done.Done()
 		}

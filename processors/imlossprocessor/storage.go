@@ -94,8 +94,7 @@ func (r *lossRuntime) restore(ctx context.Context) (exact bool) {
 	}
 	for _, s := range r.shards {
 		r.flush(s.tr) // restoring into smaller limits may have evicted
-		s.tracked.Store(int64(s.tr.Len()))
-		s.forgottenUpTo.Store(s.tr.ForgottenUpTo())
+		s.publish()
 	}
 	return err == nil && st.Kind == tracker.Final
 }

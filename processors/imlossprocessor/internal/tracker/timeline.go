@@ -18,6 +18,9 @@ type Timeline struct {
 
 	// capFrom is when the max_source_lag cap last started again (see PipelineStalled).
 	capFrom int64
+	// arrivalLag is watermarks.arrivalLag as of the last Limits: the cap and the gauge share
+	// one scan of the sources per tick.
+	arrivalLag int64
 
 	// uncertainBefore (event time, unix ns; 0: none) is set by restoring a checkpoint: an
 	// event stamped before it may belong to a message whose other events were applied
@@ -81,6 +84,7 @@ func eventTime(ev *event.Event, now int64) int64 {
 // verdicts are due: w, or the max_source_lag cap when it is further on.
 func (tl *Timeline) Limits(now int64) (w, limit int64) {
 	w = tl.wm.advance(now)
+	tl.arrivalLag = tl.wm.arrivalLag(now)
 	return w, max(w, tl.forcedLimit(now))
 }
 
@@ -96,7 +100,7 @@ func (tl *Timeline) forcedLimit(now int64) int64 {
 	if now-max(tl.wm.start, tl.capFrom) < tl.maxSourceLag {
 		return noWatermark
 	}
-	return now - tl.wm.arrivalLag(now) - tl.maxSourceLag
+	return now - tl.arrivalLag - tl.maxSourceLag
 }
 
 // PipelineStalled says that the pipeline has been blocked downstream since collector time
@@ -112,9 +116,9 @@ func (tl *Timeline) PipelineStalled(since, now int64) {
 // telemetry, as of the last Tick; noWatermark (math.MinInt64) before the first.
 func (tl *Timeline) Watermark() int64 { return tl.wm.current }
 
-// ArrivalLag is how late the freshest telemetry arrives at now (see watermarks.arrivalLag):
-// max_source_lag counts from it.
-func (tl *Timeline) ArrivalLag(now int64) int64 { return tl.wm.arrivalLag(now) }
+// ArrivalLag is how late the freshest telemetry arrived as of the last Limits (see
+// watermarks.arrivalLag): max_source_lag counts from it.
+func (tl *Timeline) ArrivalLag() int64 { return tl.arrivalLag }
 
 // ActiveSources counts the sources that hold the watermark at now (see watermarks).
 func (tl *Timeline) ActiveSources(now int64) int { return tl.wm.active(now) }
